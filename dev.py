@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The lab's two set-up commands (Linux, macOS, Windows; Python >= 3.10):
+
+    python3 dev.py lab     install the lab in .venv, fetch data + tokenizer, start JupyterLab
+    python3 dev.py test    install the lab and its test tools in .venv, run the whole test suite
+
+Both create ``.venv`` beside this file on first use and reinstall only when
+``pyproject.toml`` changed. PyTorch comes from PyTorch's CPU-only index when it is
+reachable (no multi-GB CUDA download on a laptop), otherwise from the default index.
+Extra arguments go to JupyterLab (``lab``) or pytest (``test``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import urllib.request
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+TORCH = "torch==2.13.0"  # the version the lab is tested with
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def run(*cmd, **kwargs) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+        return True
+    except Exception:
+        return False
+
+
+def install(extra: str) -> Path:
+    """Create .venv if needed and install the package with ``extra`` ("lab" or "dev")."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"Python >= 3.10 est nécessaire (vous avez {sys.version.split()[0]}).")
+    if not venv_python().exists():
+        print(f"Création de l'environnement virtuel {VENV} ...")
+        venv.create(VENV, with_pip=True)
+    py = venv_python()
+    stamp = VENV / f".tp3-installed-{extra}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return py
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    torch_index = ["--extra-index-url", TORCH_CPU_INDEX] if reachable(TORCH_CPU_INDEX + "/torch/") else []
+    run(*pip, TORCH, *torch_index)  # first, so that the package's "torch>=" is already met
+    run(*pip, "-e", f".[{extra}]", cwd=ROOT)
+    stamp.write_text(digest)
+    return py
+
+
+def lab(args: list[str]) -> int:
+    py = install("lab")
+    if subprocess.call([str(py), "-m", "lab_utils", "prefetch"], cwd=ROOT) != 0:
+        print("Attention : certains fichiers n'ont pas pu être téléchargés (voir ci-dessus) ; "
+              "les notebooks les redemanderont.")
+    notebooks = ROOT / "notebooks"
+    print("\nJupyterLab démarre sur", notebooks, "(Ctrl+C pour arrêter).")
+    return subprocess.call([str(py), "-m", "jupyter", "lab", f"--notebook-dir={notebooks}", *args])
+
+
+def test(args: list[str]) -> int:
+    py = install("dev")
+    return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT)
+
+
+def main() -> int:
+    commands = {"lab": lab, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Command line: ``python -m lab_utils {prefetch,train,info,cache}``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .config import BATCHING_MODES, LoRAConfig, TrainConfig
+from .errors import LabError
+
+REFERENCE_TEXTS = (  # the teaching case of TP3 (see the notebooks)
+    "There is a big cash prize for you, call immediately.",
+    "Hey, are we still meeting for lunch tomorrow?",
+    "Hytale beta keys are finally out! Click here to claim yours before they are all gone.",
+)
+
+
+def cmd_prefetch(args) -> None:
+    from .data import sms_spam_path
+    from .profiles import get_profile
+    from .tokenizer import get_tokenizer
+    from .paths import tiktoken_dir
+
+    print(f"Données SMS : {sms_spam_path()}")
+    get_tokenizer()
+    print(f"Tokenizer GPT-2 : {tiktoken_dir()}")
+    profile = get_profile(args.profile)
+    if profile.pretrained and not args.no_weights:
+        from .weights import download_gpt2_weights
+
+        print(f"Poids GPT-2 : {download_gpt2_weights(profile.model_name)}")
+    else:
+        print(f"Poids GPT-2 : non nécessaires (profil {profile.name}).")
+
+
+def cmd_train(args) -> None:
+    from .classify import classify_texts
+    from .data import load_splits
+    from .loaders import eval_loader, make_datasets, train_loader
+    from .plots import plot_accuracies, plot_loss
+    from .profiles import get_profile
+    from .run import build_classifier, run_summary, save_run
+    from .tokenizer import get_tokenizer
+    from .train import evaluate_splits, train_classifier
+
+    profile = get_profile(args.profile)
+    cfg = TrainConfig(num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      batching=args.batching, precision=args.precision, eval_every=args.eval_every)
+    lora = LoRAConfig(rank=args.rank, alpha=args.alpha)
+    run_dir = Path(args.run_dir or Path("runs") / datetime.now().strftime(f"%Y%m%d-%H%M%S-{profile.name}"))
+    print(f"Profil {profile.name} : {profile.description}")
+
+    start = time.perf_counter()
+    tokenizer = get_tokenizer()
+    datasets = make_datasets(load_splits(), tokenizer, profile.gpt_config.context_length)
+    print("Données :", {k: len(v) for k, v in datasets.items()})
+    model, report = build_classifier(profile, lora, seed=cfg.seed)
+    print(report)
+    history = train_classifier(model, train_loader(datasets["train"], cfg),
+                               eval_loader(datasets["val"], cfg.eval_batch_size), cfg)
+    print("Entraînement :", run_summary(history))
+    loaders = {k: eval_loader(v, cfg.eval_batch_size) for k, v in datasets.items()}
+    results = evaluate_splits(model, loaders, precision=cfg.precision)
+    metrics = {k: {"accuracy": r.accuracy, "loss": r.loss, "n": r.n} for k, r in results.items()}
+    for name, r in results.items():
+        print(f"  exactitude {name:5s} : {r.accuracy:.2%}  (perte {r.loss:.4f}, {r.n} messages)")
+    predictions = [
+        {"text": t, "label": p.label, "confidence": round(p.confidence, 4)}
+        for t, p in zip(REFERENCE_TEXTS, classify_texts(REFERENCE_TEXTS, model, tokenizer))
+    ]
+    for p in predictions:
+        print(f"  {p['label']:4s} ({p['confidence']:.2f})  {p['text']}")
+    figures = {"loss.png": plot_loss(history),
+               "accuracy.png": plot_accuracies(history, {k: r.accuracy for k, r in results.items()})}
+    save_run(run_dir, model, history, extra={"metrics": metrics, "reference_predictions": predictions,
+                                             "total_seconds": round(time.perf_counter() - start, 1)},
+             figures=figures)
+    print(f"Dossier de l'exécution : {run_dir.resolve()}")
+
+
+def cmd_info(args) -> None:
+    import pandas as pd
+
+    from .params import parameter_table
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(parameter_table(tuple(args.models)).to_string(index=False))
+
+
+def cmd_cache(args) -> None:
+    from .paths import cache_dir, data_dir, hf_hub_dir, tiktoken_dir
+
+    def size(path: Path) -> str:
+        if not path.exists():
+            return "absent"
+        total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return f"{total / 1e6:.1f} Mo"
+
+    for name, path in [("racine", cache_dir()), ("données", data_dir()), ("tokenizer", tiktoken_dir()),
+                       ("poids GPT-2", hf_hub_dir())]:
+        print(f"{name:12s} {path}  ({size(path)})")
+    if args.clear:
+        shutil.rmtree(cache_dir(), ignore_errors=True)
+        print(f"Supprimé : {cache_dir()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab_utils", description="TP3 : LoRA sur GPT-2 (spam SMS).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prefetch", help="télécharger données, tokenizer et poids GPT-2 dans le cache")
+    p.add_argument("--profile", help="full (défaut), ci ou random-small ; sinon $TP3_PROFILE")
+    p.add_argument("--no-weights", action="store_true", help="ne pas télécharger les poids GPT-2")
+    p.set_defaults(func=cmd_prefetch)
+
+    p = sub.add_parser("train", help="exécution de référence : LoRA, une époque, évaluation, sauvegarde")
+    p.add_argument("--profile", help="full (défaut), ci ou random-small ; sinon $TP3_PROFILE")
+    p.add_argument("--run-dir", help="dossier de sortie (défaut : runs/<date>-<profil>)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.num_epochs)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--rank", type=int, default=LoRAConfig.rank)
+    p.add_argument("--alpha", type=float, default=LoRAConfig.alpha)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--batching", default=TrainConfig.batching, choices=BATCHING_MODES)
+    p.add_argument("--precision", default=TrainConfig.precision, choices=["fp32", "bf16"])
+    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every,
+                   help="valider tous les N lots (0 : en fin d'époque)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("info", help="tableau des paramètres (GPT-2 small et medium, sur « meta »)")
+    p.add_argument("--models", nargs="+", default=["gpt2-small", "gpt2-medium"])
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("cache", help="où sont les fichiers téléchargés (et --clear pour les supprimer)")
+    p.add_argument("--clear", action="store_true")
+    p.set_defaults(func=cmd_cache)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except LabError as err:
+        print(f"Erreur : {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrompu.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Classify texts with the fine-tuned model.
+
+The class is read at the last real token of each text; texts in a batch are padded
+on the right, which causal attention never lets a real token see, so a text gets the
+same label and confidence alone or in any batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+
+from .data import LABELS
+from .errors import InputError
+from .loaders import encode, pad
+from .train import autocast, classification_logits
+
+
+class Prediction(NamedTuple):
+    label: str  # "ham" or "spam"
+    confidence: float  # probability of ``label``, in [0.5, 1]
+
+
+def _check_text(text, index: int | None = None) -> str:
+    where = "" if index is None else f" (texte n° {index})"
+    if not isinstance(text, str):
+        raise InputError(f"Attendu un texte (str){where}, obtenu {type(text).__name__} : {text!r:.60}.")
+    if not text.strip():
+        raise InputError(f"Le texte{where} est vide : écrivez un message à classer.")
+    return text
+
+
+@torch.inference_mode()
+def classify_texts(texts: Sequence[str], model, tokenizer, device: str | torch.device = "cpu",
+                   batch_size: int = 32, precision: str = "fp32") -> list[Prediction]:
+    """Predictions for several texts, in order. Texts longer than the model's context
+    are cut to their first ``context_length`` tokens."""
+    if isinstance(texts, str):
+        raise InputError("classify_texts attend une liste de textes ; pour un seul texte, utilisez classify_text.")
+    texts = [_check_text(t, i) for i, t in enumerate(texts)]
+    max_length = model.cfg.context_length
+    encoded = [encode(t, tokenizer, max_length) for t in texts]
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))  # little padding per batch
+    probs = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = pad([(encoded[i], 0) for i in rows]).to(device)
+        with autocast(precision, device):
+            logits = classification_logits(model, batch)
+        for i, p in zip(rows, torch.softmax(logits, dim=-1).cpu()):
+            probs[i] = p
+    model.train(was_training)
+    predictions = []
+    for p in probs:
+        k = int(p.argmax())
+        predictions.append(Prediction(LABELS[k], float(p[k])))
+    return predictions
+
+
+def classify_text(text: str, model, tokenizer, device: str | torch.device = "cpu") -> Prediction:
+    """Label ("spam" or "ham") and confidence for one text.
+
+    >>> label, confidence = classify_text("WINNER!! Call 0906 now", model, tokenizer, "cpu")
+    """
+    return classify_texts([_check_text(text)], model, tokenizer, device)[0]

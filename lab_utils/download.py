@@ -1,0 +1,178 @@
+"""Atomic, verified, resumable downloads with retries and a file lock.
+
+A file is only ever visible under its final name once its SHA-256 matched: the
+bytes go to a ``.part`` file first, which an interrupted download resumes (HTTP
+Range) and a corrupt one restarts. A lock keeps two kernels from writing the
+same file at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .errors import ChecksumError, DownloadError
+from .progress import progress_bar
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file published at ``url`` (or inside the zip archive at ``url``)."""
+
+    url: str
+    filename: str  # name of the verified file in the cache folder
+    sha256: str  # of the verified file (the extracted member for an archive)
+    size: int | None = None
+    member: str | None = None  # path inside the zip archive, if ``url`` is a zip
+    env_var: str = ""  # environment variable that points at another folder holding the file
+
+
+def sha256sum(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, remote: RemoteFile) -> None:
+    """Raise ChecksumError unless ``path`` has the published size and SHA-256."""
+    size = path.stat().st_size
+    if remote.size is not None and size != remote.size:
+        raise ChecksumError(
+            f"{path} : taille attendue {remote.size} octets, obtenu {size}. Le fichier est "
+            f"incomplet ou modifié : supprimez-le, il sera retéléchargé."
+        )
+    digest = sha256sum(path)
+    if digest != remote.sha256:
+        raise ChecksumError(
+            f"{path} : SHA-256 attendu {remote.sha256}, obtenu {digest}. Le fichier est "
+            f"corrompu ou n'est pas le bon : supprimez-le, il sera retéléchargé."
+        )
+
+
+def manual_steps(remote: RemoteFile, dest: Path) -> str:
+    what = f"décompressez-le et copiez le fichier {remote.member} " if remote.member else "copiez-le "
+    alt = f" (ou définissez {remote.env_var} vers le dossier qui le contient)" if remote.env_var else ""
+    return (
+        f"Étapes manuelles : téléchargez {remote.url} depuis une machine connectée, "
+        f"{what}dans {dest.parent}{alt}, puis relancez la cellule."
+    )
+
+
+def fetch(
+    remote: RemoteFile,
+    dest_dir: Path,
+    *,
+    retries: int = 4,
+    timeout: float = 30.0,
+    backoff: float = 1.0,
+    lock_timeout: float = 600.0,
+    progress: bool | None = None,
+) -> Path:
+    """Return the path of the verified file in ``dest_dir``, downloading it if needed."""
+    dest = Path(dest_dir) / remote.filename
+    if dest.exists():
+        verify(dest, remote)
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(dest.with_name(f".{dest.name}.lock")), timeout=lock_timeout)
+        lock.acquire()
+    except Timeout:
+        raise DownloadError(
+            f"Un autre processus télécharge {dest} depuis plus de {lock_timeout:.0f} s. "
+            f"Attendez qu'il finisse, ou arrêtez les autres noyaux et relancez."
+        ) from None
+    except OSError as err:
+        raise DownloadError(f"Impossible d'écrire dans {dest.parent} ({err}). {manual_steps(remote, dest)}") from err
+    try:
+        if dest.exists():  # another process finished it while we waited for the lock
+            verify(dest, remote)
+            return dest
+        _download_verified(remote, dest, retries=retries, timeout=timeout, backoff=backoff, progress=progress)
+        return dest
+    finally:
+        lock.release()
+
+
+def _download_verified(remote, dest, *, retries, timeout, backoff, progress) -> None:
+    part = dest.with_name(f".{dest.name}.part")
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            _download(remote.url, part, timeout=timeout, progress=progress)
+            _finalise(part, remote, dest)
+            return
+        except (ChecksumError, zipfile.BadZipFile) as err:
+            part.unlink(missing_ok=True)  # wrong bytes: resuming would keep them
+            last_error = err
+        except (urllib.error.URLError, OSError) as err:  # network: keep .part, resume next time
+            last_error = err
+    raise DownloadError(
+        f"Échec du téléchargement de {remote.url} après {retries + 1} tentatives "
+        f"({type(last_error).__name__}: {last_error}). Vérifiez la connexion internet. "
+        f"{manual_steps(remote, dest)}"
+    ) from last_error
+
+
+def _download(url: str, part: Path, *, timeout: float, progress: bool | None) -> None:
+    """Append the missing bytes of ``url`` to ``part`` (restart if the server ignores Range)."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "tp3-lab-utils"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # nothing left to fetch: the part file is whole
+            return
+        raise
+    with response:
+        if offset and response.status != 206:
+            offset = 0  # the server sent the whole file
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        with open(part, "ab" if offset else "wb") as f, progress_bar(
+            total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[1:-5], enable=progress
+        ) as bar:
+            while chunk := response.read(1 << 16):
+                f.write(chunk)
+                bar.update(len(chunk))
+    if total is not None and part.stat().st_size < total:
+        raise OSError(f"connexion interrompue à {part.stat().st_size} octets sur {total}")
+
+
+def _finalise(part: Path, remote: RemoteFile, dest: Path) -> None:
+    """Verify ``part`` (or its archive member) and move it to ``dest`` atomically."""
+    if remote.member is None:
+        verify(part, remote)
+        os.replace(part, dest)
+        return
+    with zipfile.ZipFile(part) as archive:
+        try:
+            info = archive.getinfo(remote.member)
+        except KeyError:
+            raise ChecksumError(f"{remote.url} ne contient pas {remote.member}.") from None
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, archive.open(info) as src:
+                shutil.copyfileobj(src, out)
+            verify(Path(tmp), remote)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    part.unlink()

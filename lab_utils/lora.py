@@ -1,0 +1,164 @@
+"""LoRA: low-rank adapters beside frozen linear layers.
+
+A wrapped layer computes ``linear(x) + scale * x @ A @ B`` with ``scale = alpha / rank``,
+A (d_in x rank) random and B (rank x d_out) zero, so a freshly wrapped model computes
+exactly what the original model computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import LoRAConfig
+from .errors import ConfigError
+
+
+class LoRALayer(nn.Module):
+    """The trainable low-rank update: x -> scale * x @ A @ B."""
+
+    def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
+        super().__init__()
+        self.rank = rank
+        self.alpha = alpha
+        self.scale = alpha / rank
+        self.A = nn.Parameter(torch.empty(in_dim, rank))
+        self.B = nn.Parameter(torch.zeros(rank, out_dim))
+        # Same bound as nn.Linear's default init for a layer with in_dim inputs.
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.A, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (..., in) -> (..., rank) -> (..., out); scaling the small middle tensor is cheaper.
+        return (self.scale * (x @ self.A)) @ self.B
+
+    def delta_weight(self) -> torch.Tensor:
+        """The update in nn.Linear's (out, in) layout."""
+        return self.scale * (self.A @ self.B).T
+
+    def extra_repr(self) -> str:
+        return f"A: {tuple(self.A.shape)}, B: {tuple(self.B.shape)}, rank={self.rank}, alpha={self.alpha:g}"
+
+
+class LinearWithLoRA(nn.Module):
+    """A frozen nn.Linear plus a LoRALayer; ``merge`` folds the update into the linear."""
+
+    def __init__(self, linear: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.linear = linear
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha)
+        self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.linear(x)
+        return self.linear(x) + self.lora(x)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W <- W + delta W: one matmul per call instead of three, same outputs."""
+        if not self.merged:
+            self.linear.weight += self.lora.delta_weight().to(self.linear.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo ``merge`` (W <- W - delta W)."""
+        if self.merged:
+            self.linear.weight -= self.lora.delta_weight().to(self.linear.weight.dtype)
+            self.merged = False
+
+
+@dataclass(frozen=True)
+class LoRAReport:
+    """What ``add_lora`` did."""
+
+    wrapped: tuple[str, ...]
+    rank: int
+    alpha: float
+    lora_parameters: int
+
+    def __str__(self) -> str:
+        count = f"{self.lora_parameters:,}".replace(",", "\u202f")  # French thousands separator
+        return (f"LoRA (rank={self.rank}, alpha={self.alpha:g}) sur {len(self.wrapped)} couches "
+                f"linéaires : {count} paramètres LoRA")
+
+
+def lora_layers(model: nn.Module) -> dict[str, LinearWithLoRA]:
+    """All LinearWithLoRA modules of ``model``, by qualified name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, LinearWithLoRA)}
+
+
+def add_lora(model: nn.Module, cfg: LoRAConfig | None = None, seed: int | None = None) -> LoRAReport:
+    """Wrap the target linears of every TransformerBlock with LoRA and freeze the base.
+
+    Targets are names relative to a block (``cfg.targets``, default the six block linears).
+    Afterwards only LoRA's A and B, and a classification head if the model has one, are
+    trainable (see ``freeze_base``). ``seed`` makes A's random init reproducible.
+    """
+    cfg = cfg or LoRAConfig()
+    if lora_layers(model):
+        raise ConfigError("Ce modèle contient déjà des couches LoRA : rechargez le modèle de base.")
+    blocks = getattr(model, "trf_blocks", None)
+    if blocks is None:
+        raise ConfigError("add_lora attend un GPTModel (attribut trf_blocks introuvable).")
+
+    wrapped = []
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for i, block in enumerate(blocks):
+            for target in cfg.targets:
+                parent_name, _, attr = target.rpartition(".")
+                parent = block.get_submodule(parent_name) if parent_name else block
+                linear = getattr(parent, attr, None)
+                if not isinstance(linear, nn.Linear):
+                    raise ConfigError(
+                        f"Cible LoRA {target!r} : attendu un nn.Linear dans trf_blocks.{i}, "
+                        f"obtenu {type(linear).__name__}."
+                    )
+                with torch.device(linear.weight.device):
+                    wrapper = LinearWithLoRA(linear, cfg.rank, cfg.alpha)
+                setattr(parent, attr, wrapper)
+                wrapped.append(f"trf_blocks.{i}.{target}")
+    freeze_base(model)
+    n_lora = sum(p.numel() for m in lora_layers(model).values() for p in m.lora.parameters())
+    return LoRAReport(tuple(wrapped), cfg.rank, cfg.alpha, n_lora)
+
+
+def has_classification_head(model: nn.Module) -> bool:
+    """True when ``out_head`` was replaced (it no longer predicts the vocabulary)."""
+    return model.out_head.out_features != model.cfg.vocab_size
+
+
+def freeze_base(model: nn.Module) -> None:
+    """Freeze everything but LoRA (A, B) and a classification head.
+
+    The pretrained language-model head belongs to the frozen base; a new
+    classification head has no pretrained values and is trained in full.
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in lora_layers(model).values():
+        layer.lora.requires_grad_(True)
+    if has_classification_head(model):
+        model.out_head.requires_grad_(True)
+
+
+def merge_lora(model: nn.Module) -> int:
+    """Fold every LoRA update into its base weight; returns the number of layers merged."""
+    layers = lora_layers(model).values()
+    for layer in layers:
+        layer.merge()
+    return len(layers)
+
+
+def unmerge_lora(model: nn.Module) -> int:
+    """Undo ``merge_lora``; returns the number of layers unmerged."""
+    layers = lora_layers(model).values()
+    for layer in layers:
+        layer.unmerge()
+    return len(layers)

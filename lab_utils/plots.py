@@ -1,0 +1,68 @@
+"""Figures of a fine-tuning run. Each function returns a matplotlib Figure
+(not attached to pyplot, so a notebook shows it once and nothing leaks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .train import History
+
+
+def moving_average(values, window: int = 10) -> np.ndarray:
+    """Mean of the last ``window`` values at each step (fewer at the start)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, idx - window)
+    return (cumsum[idx] - cumsum[lo]) / (idx - lo)
+
+
+def plot_loss(history: History, window: int = 10, title: str = "Perte d'entraînement par lot") -> Figure:
+    """Per-batch training loss, raw and smoothed, with validation points if any."""
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.add_subplot()
+    steps = np.arange(1, history.num_batches + 1)
+    ax.plot(steps, history.batch_losses, color="tab:blue", alpha=0.35, lw=1, label="perte du lot")
+    ax.plot(steps, moving_average(history.batch_losses, window), color="tab:blue", lw=2,
+            label=f"moyenne glissante ({window} lots)")
+    if history.val_losses:
+        ax.plot(history.val_steps, history.val_losses, "o", color="tab:orange", label="perte de validation")
+    ax.set(xlabel="lot (batch)", ylabel="entropie croisée", title=title)
+    ax.set_xlim(0, max(1, history.num_batches) + 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_accuracies(history: History, accuracies: Mapping[str, float],
+                    title: str = "Exactitude : pendant l'époque et du modèle final") -> Figure:
+    """Running training accuracy during the epoch, next to the final model's accuracies.
+
+    ``accuracies`` maps split names (``train``, ``val``, ``test``) to values in [0, 1].
+    """
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    steps = np.arange(1, history.num_batches + 1)
+    left.plot(steps, np.asarray(history.running_train_acc) * 100, color="tab:blue",
+              label="exactitude courante (entraînement)")
+    colors = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+    for name, acc in accuracies.items():
+        left.axhline(acc * 100, ls="--", color=colors.get(name, "gray"), label=f"modèle final, {name}")
+    left.set(xlabel="lot (batch)", ylabel="exactitude (%)", ylim=(0, 101),
+             title="Exactitude courante pendant l'époque")
+    left.grid(alpha=0.3)
+    left.legend(loc="lower right", fontsize=8)
+
+    names = ["courante\n(époque)"] + [f"finale\n{n}" for n in accuracies]
+    values = [history.final_running_train_acc * 100] + [a * 100 for a in accuracies.values()]
+    bar_colors = ["lightsteelblue"] + [colors.get(n, "gray") for n in accuracies]
+    bars = right.bar(names, values, color=bar_colors)
+    right.bar_label(bars, fmt="%.1f %%", fontsize=9)
+    right.set(ylim=(0, 105), ylabel="exactitude (%)", title="Comparaison")
+    fig.suptitle(title)
+    return fig

@@ -1,0 +1,246 @@
+"""OpenAI's GPT-2 weights: download from the Hugging Face Hub and load into GPTModel.
+
+The published ``model.safetensors`` uses GPT-2's original names and Conv1D layout
+([in, out]); GPTModel uses nn.Linear ([out, in]) and the lesson's names. This module
+holds the whole mapping, and loading is strict: a missing, unexpected or mis-shaped
+tensor is an error that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .config import GPTConfig, gpt_config
+from .download import RemoteFile, verify
+from .errors import ChecksumError, DownloadError, WeightsError
+from .model import GPTModel, build_model
+from .paths import cache_dir, hf_hub_dir
+from .progress import progress_enabled
+
+ENV_WEIGHTS_FILE = "TP3_GPT2_WEIGHTS"  # path of a manually downloaded model.safetensors
+
+
+@dataclass(frozen=True)
+class HubCheckpoint:
+    """A checkpoint file on the Hugging Face Hub, pinned to a commit."""
+
+    repo_id: str
+    filename: str
+    revision: str
+    sha256: str
+    size: int
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}/resolve/{self.revision}/{self.filename}"
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.repo_id}@{self.revision[:7]}"
+
+
+GPT2_CHECKPOINTS = {
+    "gpt2-small": HubCheckpoint(
+        repo_id="openai-community/gpt2",
+        filename="model.safetensors",
+        revision="607a30d783dfa663caf39e06633721c8d4cfcd7e",
+        sha256="248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
+        size=548_105_171,
+    ),
+}
+
+
+def _checkpoint(model_name: str) -> HubCheckpoint:
+    try:
+        return GPT2_CHECKPOINTS[model_name]
+    except KeyError:
+        raise WeightsError(
+            f"Pas de poids pré-entraînés prévus pour {model_name!r} dans ce TP "
+            f"(disponibles : {', '.join(GPT2_CHECKPOINTS)})."
+        ) from None
+
+
+# ----------------------------------------------------------------------------- download
+
+def _verified(path: Path, ckpt: HubCheckpoint) -> Path:
+    """Check size and SHA-256 once per file version; a stamp remembers success."""
+    stat = path.stat()
+    stamp = cache_dir() / "verified" / f"{ckpt.sha256}.ok"
+    token = f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+    if stamp.exists() and stamp.read_text() == token:
+        return path
+    verify(path, RemoteFile(ckpt.url, ckpt.filename, ckpt.sha256, ckpt.size))
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(token)
+    except OSError:
+        pass  # read-only cache: verify again next time
+    return path
+
+
+def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None = None) -> Path:
+    """Path of the verified ``model.safetensors``, downloaded on first use.
+
+    huggingface_hub resumes interrupted downloads, shows a progress bar, writes
+    atomically and locks against concurrent downloads; we check the SHA-256.
+    ``offline`` (default: ``$HF_HUB_OFFLINE``) only looks in the cache.
+    """
+    ckpt = _checkpoint(model_name)
+    manual = os.environ.get(ENV_WEIGHTS_FILE)
+    if manual:
+        path = Path(manual).expanduser()
+        if not path.is_file():
+            raise DownloadError(f"{ENV_WEIGHTS_FILE}={manual} : fichier introuvable.")
+        return _verified(path, ckpt)
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    (disable_progress_bars if not progress_enabled() else enable_progress_bars)()
+    try:
+        path = Path(hf_hub_download(
+            ckpt.repo_id, ckpt.filename, revision=ckpt.revision,
+            cache_dir=hf_hub_dir(), local_files_only=offline,
+        ))
+    except Exception as err:  # network errors, offline cache miss, HTTP errors
+        where = "dans le cache (mode hors ligne)" if offline else "sur le Hub"
+        raise DownloadError(
+            f"Poids GPT-2 introuvables {where} ({type(err).__name__}: {err}). "
+            f"Étapes manuelles : téléchargez {ckpt.url} ({ckpt.size / 1e6:.0f} Mo) depuis une "
+            f"machine connectée, puis définissez {ENV_WEIGHTS_FILE}=/chemin/vers/model.safetensors, "
+            f"ou lancez « python -m lab_utils prefetch » avec internet."
+        ) from err
+    try:
+        return _verified(path, ckpt)
+    except ChecksumError as err:
+        raise ChecksumError(
+            f"{err} Supprimez le cache {hf_hub_dir()} puis relancez « python -m lab_utils prefetch »."
+        ) from err
+
+
+# ----------------------------------------------------------------------------- mapping
+
+_BLOCK_KEY = re.compile(r"^h\.(\d+)\.(.+)$")
+_IGNORED = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")  # causal-mask buffers, not weights
+
+
+def expected_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Checkpoint key -> shape, in the published layout (Conv1D weights are [in, out])."""
+    C, V, T = cfg.emb_dim, cfg.vocab_size, cfg.context_length
+    shapes = {"wte.weight": (V, C), "wpe.weight": (T, C), "ln_f.weight": (C,), "ln_f.bias": (C,)}
+    for i in range(cfg.n_layers):
+        shapes.update({
+            f"h.{i}.ln_1.weight": (C,), f"h.{i}.ln_1.bias": (C,),
+            f"h.{i}.attn.c_attn.weight": (C, 3 * C), f"h.{i}.attn.c_attn.bias": (3 * C,),
+            f"h.{i}.attn.c_proj.weight": (C, C), f"h.{i}.attn.c_proj.bias": (C,),
+            f"h.{i}.ln_2.weight": (C,), f"h.{i}.ln_2.bias": (C,),
+            f"h.{i}.mlp.c_fc.weight": (C, 4 * C), f"h.{i}.mlp.c_fc.bias": (4 * C,),
+            f"h.{i}.mlp.c_proj.weight": (4 * C, C), f"h.{i}.mlp.c_proj.bias": (C,),
+        })
+    return shapes
+
+
+def _convert(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One checkpoint tensor -> the GPTModel parameter(s) it fills."""
+    simple = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight",
+              "ln_f.weight": "final_norm.scale", "ln_f.bias": "final_norm.shift"}
+    if key in simple:
+        return {simple[key]: tensor}
+    i, rest = _BLOCK_KEY.match(key).groups()
+    b = f"trf_blocks.{i}"
+    if rest.startswith("attn.c_attn."):
+        # [C, 3C] (or [3C]) holds query, key and value side by side.
+        q, k, v = tensor.chunk(3, dim=-1)
+        kind = rest.rsplit(".", 1)[1]
+        fix = (lambda t: t.T.contiguous()) if kind == "weight" else (lambda t: t.contiguous())
+        return {f"{b}.att.W_query.{kind}": fix(q), f"{b}.att.W_key.{kind}": fix(k),
+                f"{b}.att.W_value.{kind}": fix(v)}
+    names = {"ln_1": "norm1", "ln_2": "norm2", "attn.c_proj": "att.out_proj",
+             "mlp.c_fc": "ff.fc1", "mlp.c_proj": "ff.fc2"}
+    module, kind = rest.rsplit(".", 1)
+    if module.startswith("ln_"):
+        return {f"{b}.{names[module]}.{ {'weight': 'scale', 'bias': 'shift'}[kind] }": tensor}
+    # Conv1D [in, out] -> nn.Linear [out, in]
+    return {f"{b}.{names[module]}.{kind}": tensor.T.contiguous() if kind == "weight" else tensor}
+
+
+def _normalise_keys(keys) -> dict[str, str]:
+    """Published key -> key as stored (with or without ``transformer.``), minus buffers."""
+    out = {}
+    for stored in keys:
+        key = stored.removeprefix("transformer.")
+        if not _IGNORED.match(key):
+            out[key] = stored
+    return out
+
+
+def load_gpt2_weights(model: GPTModel, path: str | Path) -> GPTModel:
+    """Fill ``model`` (which may live on ``meta``) from a GPT-2 safetensors file.
+
+    Accepts keys with or without the ``transformer.`` prefix, ignores the causal-mask
+    buffers, and copies ``wte`` into the (untied) language-model head unless the file
+    carries its own ``lm_head.weight``.
+    """
+    path = Path(path)
+    expected = expected_shapes(model.cfg)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = _normalise_keys(f.keys())
+            head_key = keys.pop("lm_head.weight", None)
+            missing = sorted(set(expected) - set(keys))
+            unexpected = sorted(set(keys) - set(expected))
+            if missing or unexpected:
+                raise WeightsError(
+                    f"{path.name} ne correspond pas à l'architecture {_describe(model.cfg)} : "
+                    f"tenseurs manquants {_short(missing)}, tenseurs inattendus {_short(unexpected)}."
+                )
+            state = {}
+            for key, stored in keys.items():
+                shape = tuple(f.get_slice(stored).get_shape())
+                if shape != expected[key]:
+                    raise WeightsError(
+                        f"{path.name} : le tenseur {stored!r} a la forme {list(shape)}, "
+                        f"attendu {list(expected[key])} pour {_describe(model.cfg)}."
+                    )
+                state.update(_convert(key, f.get_tensor(stored).float()))
+            head = f.get_tensor(head_key).float() if head_key else state["tok_emb.weight"]
+            if tuple(head.shape) != (model.cfg.vocab_size, model.cfg.emb_dim):
+                raise WeightsError(f"{path.name} : lm_head.weight a la forme {list(head.shape)}.")
+    except SafetensorError as err:
+        raise WeightsError(
+            f"{path} n'est pas un fichier safetensors lisible ({err}) : il est tronqué ou "
+            "corrompu. Supprimez-le et retéléchargez-le."
+        ) from err
+    except FileNotFoundError:
+        raise WeightsError(f"Fichier de poids introuvable : {path}.") from None
+    state["out_head.weight"] = head.clone()  # untied copy, as the lesson counts it
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def _describe(cfg: GPTConfig) -> str:
+    return f"GPT-2 ({cfg.n_layers} couches, d={cfg.emb_dim})"
+
+
+def _short(names: list[str], n: int = 5) -> str:
+    if not names:
+        return "aucun"
+    more = f" et {len(names) - n} autres" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def load_pretrained_gpt2(model_name: str = "gpt2-small", path: str | Path | None = None,
+                         cfg: GPTConfig | None = None) -> GPTModel:
+    """GPTModel with OpenAI's pretrained weights (downloaded if ``path`` is None)."""
+    cfg = cfg or gpt_config(model_name)
+    path = path or download_gpt2_weights(model_name)
+    model = build_model(cfg, device="meta")
+    return load_gpt2_weights(model, path).eval()

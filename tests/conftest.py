@@ -1,0 +1,53 @@
+"""Test set-up: offline, reading the shared data and tokenizer, writing only to tmp."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TP3_SHARED", REPO.parent / "shared")).resolve()
+
+# Set before lab_utils is imported anywhere, so every test sees the same environment.
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
+os.environ.setdefault("TP3_DATA_DIR", str(SHARED / "data"))
+os.environ.setdefault("TP3_CACHE_DIR", tempfile.mkdtemp(prefix="tp3-test-cache-"))
+os.environ.setdefault("TP3_PROFILE", "ci")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TP3_PROGRESS"] = "0"
+os.environ.pop("NBGRADER_EXECUTION", None)
+
+
+def pytest_report_header(config):
+    return f"shared folder: {SHARED} ({'found' if SHARED.is_dir() else 'MISSING'})"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not (SHARED / "data" / "SMSSpamCollection").is_file():
+        pytest.fail(f"{SHARED} must hold data/SMSSpamCollection and tiktoken_cache/ (set TP3_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tokenizer(shared):
+    from lab_utils.tokenizer import get_tokenizer
+
+    return get_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def splits(shared):
+    from lab_utils.data import load_splits
+
+    return load_splits()
+
+
+@pytest.fixture(scope="session")
+def datasets(splits, tokenizer):
+    from lab_utils.loaders import make_datasets
+
+    return make_datasets(splits, tokenizer)

@@ -1,0 +1,66 @@
+"""The command line, run as a user would: python -m lab_utils ..."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _run(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "lab_utils", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_info_prints_the_tp3_counts():
+    out = _run("info")
+    assert out.returncode == 0, out.stderr
+    for number in ("164364288", "125768450", "358364162", "1327104", "3538944"):
+        assert number in out.stdout
+
+
+@pytest.mark.slow
+def test_train_in_ci_profile_writes_a_run_folder(tmp_path):
+    out = _run("train", "--profile", "ci", "--run-dir", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    assert f"Dossier de l'exécution : {tmp_path / 'run'}" in out.stdout
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["accuracy.png", "adapter.safetensors", "history.json", "loss.png", "run.json"]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["profile"] == "ci" and set(info["metrics"]) == {"train", "val", "test"}
+    assert info["metrics"]["val"]["accuracy"] > 0.7
+    assert len(info["reference_predictions"]) == 3
+
+
+def test_train_default_run_dir_is_under_runs(tmp_path):
+    out = _run("train", "--profile", "ci", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith("-ci") and (run_dir / "adapter.safetensors").is_file()
+
+
+def test_bad_option_gives_a_french_error_and_exit_code(tmp_path):
+    out = _run("train", "--profile", "ci", "--lr", "-1", "--run-dir", str(tmp_path / "r"))
+    assert out.returncode == 1
+    assert "Erreur : TrainConfig.lr doit être un nombre > 0, obtenu -1.0." in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_profile(tmp_path):
+    out = _run("prefetch", env={"TP3_PROFILE": "huge"})
+    assert out.returncode == 1 and "TP3_PROFILE='huge' inconnu" in out.stderr
+
+
+def test_prefetch_in_ci_profile_needs_no_weights():
+    out = _run("prefetch", "--profile", "ci")
+    assert out.returncode == 0, out.stderr
+    assert "non nécessaires (profil ci)" in out.stdout
+
+
+def test_cache_lists_locations(tmp_path):
+    out = _run("cache", env={"TP3_CACHE_DIR": str(tmp_path / "c")})
+    assert out.returncode == 0 and str(tmp_path / "c") in out.stdout

@@ -1,0 +1,145 @@
+"""Fine-tuning in the ci profile: it learns, it is deterministic, batching does not matter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lab_utils.config import TrainConfig
+from lab_utils.loaders import eval_loader, train_loader
+from lab_utils.run import build_classifier, load_run, save_run, train_or_load
+from lab_utils.train import History, evaluate, train_classifier
+
+
+def _train(datasets, **cfg):
+    cfg = TrainConfig(**cfg)
+    model, _ = build_classifier("ci", seed=cfg.seed)
+    history = train_classifier(model, train_loader(datasets["train"], cfg), eval_loader(datasets["val"]), cfg)
+    return model, history
+
+
+@pytest.fixture(scope="module")
+def run(datasets):
+    return _train(datasets)
+
+
+def test_history_has_one_finite_loss_per_batch(run, datasets):
+    _, h = run
+    assert h.num_batches == math.ceil(len(datasets["train"]) / 8) == 115
+    assert all(math.isfinite(x) for x in h.batch_losses)
+    assert len(h.running_train_acc) == len(h.batch_tokens) == h.num_batches
+    assert sum(h.batch_tokens) == sum(datasets["train"].lengths)
+
+
+def test_loss_falls(run):
+    _, h = run
+    losses = np.array(h.batch_losses)
+    assert losses[-30:].mean() < 0.8 * losses[:10].mean()
+
+
+def test_validation_accuracy_well_above_chance(run, datasets):
+    model, h = run
+    assert h.val_accs[-1] >= 0.70
+    assert evaluate(model, eval_loader(datasets["test"])).accuracy >= 0.70
+
+
+def test_running_accuracy_is_cumulative(run, datasets):
+    model, h = run
+    assert 0 < h.running_train_acc[-1] < 1
+    # the final model is better on the training set than the running average over the epoch
+    assert evaluate(model, eval_loader(datasets["train"])).accuracy > h.final_running_train_acc
+
+
+def test_same_seed_same_history(run, datasets):
+    _, again = _train(datasets)
+    assert again.batch_losses == run[1].batch_losses
+    assert again.running_train_acc == run[1].running_train_acc
+
+
+def test_other_seed_other_history(run, datasets):
+    _, other = _train(datasets, seed=7)
+    assert other.batch_losses != run[1].batch_losses
+
+
+@pytest.mark.parametrize("batching", ["padded", "grouped"])
+def test_batching_modes(run, datasets, batching):
+    _, h = _train(datasets, batching=batching)
+    if batching == "padded":  # same batches as packing: same losses up to rounding
+        assert np.allclose(h.batch_losses, run[1].batch_losses, atol=1e-4)
+    assert h.num_batches == 115 and h.val_accs[-1] >= 0.65
+
+
+def test_periodic_validation(datasets):
+    _, h = _train(datasets, eval_every=50)
+    assert h.val_steps == [50, 100, 115]
+
+
+def test_evaluation_does_not_depend_on_batch_size(run, datasets):
+    model, _ = run
+    a = evaluate(model, eval_loader(datasets["val"], 1))
+    b = evaluate(model, eval_loader(datasets["val"], 64))
+    assert a.accuracy == b.accuracy and abs(a.loss - b.loss) < 1e-5
+
+
+def test_bf16_precision_runs(datasets):
+    _, h = _train(datasets, precision="bf16")
+    assert all(math.isfinite(x) for x in h.batch_losses)
+
+
+def test_nothing_trainable_is_an_error(datasets):
+    from lab_utils.profiles import load_base_model
+
+    model = load_base_model("ci")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="add_lora"):
+        train_classifier(model, train_loader(datasets["train"], TrainConfig()))
+
+
+def test_run_folder_round_trip(run, datasets, tmp_path):
+    model, h = run
+    save_run(tmp_path / "tp3_run", model, h)
+    assert sorted(p.name for p in (tmp_path / "tp3_run").iterdir()) == ["adapter.safetensors", "history.json", "run.json"]
+    loaded, history = load_run(tmp_path / "tp3_run", "ci")
+    assert history.batch_losses == h.batch_losses
+    x = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_saving_again_replaces_the_folder_atomically(run, tmp_path):
+    model, h = run
+    save_run(tmp_path / "r", model, h)
+    save_run(tmp_path / "r", model, h)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_train_or_load_while_grading(run, datasets, tmp_path, monkeypatch):
+    model, h = run
+    save_run(tmp_path / "tp3_run", model, h)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    fresh, _ = build_classifier("ci", seed=42)
+    loaded = train_or_load(fresh, None, run_dir=tmp_path / "tp3_run")  # no loader needed: no training
+    assert loaded.batch_losses == h.batch_losses
+    from lab_utils.errors import LabError
+
+    with pytest.raises(LabError, match="absent ou incomplet"):
+        train_or_load(fresh, None, run_dir=tmp_path / "missing")
+
+
+def test_history_json_round_trip(run, tmp_path):
+    _, h = run
+    h.save(tmp_path / "h.json")
+    assert History.load(tmp_path / "h.json") == h
+
+
+@pytest.mark.parametrize("bad", [dict(lr=0), dict(lr=2.0), dict(batch_size=0), dict(precision="fp16"),
+                                 dict(batching="sorted"), dict(num_epochs=-1)])
+def test_bad_train_config_is_refused(bad):
+    from lab_utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="obtenu"):
+        TrainConfig(**bad)
