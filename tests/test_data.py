@@ -88,7 +88,7 @@ def test_changed_file_fails_checksum(tmp_path, monkeypatch, shared):
 
 def test_shared_file_passes_checksum(shared):
     assert sha256sum(shared / "data" / "SMSSpamCollection") == SMS_SPAM.sha256
-    assert sms_spam_path() == shared / "data" / "SMSSpamCollection"
+    assert sms_spam_path().samefile(shared / "data" / "SMSSpamCollection")
 
 
 def _zip_of(shared) -> bytes:
