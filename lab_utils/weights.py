@@ -153,23 +153,23 @@ def _convert(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
     simple = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight",
               "ln_f.weight": "final_norm.scale", "ln_f.bias": "final_norm.shift"}
     if key in simple:
-        return {simple[key]: tensor}
+        return {simple[key]: tensor.clone()}
     i, rest = _BLOCK_KEY.match(key).groups()
     b = f"trf_blocks.{i}"
     if rest.startswith("attn.c_attn."):
         # [C, 3C] (or [3C]) holds query, key and value side by side.
         q, k, v = tensor.chunk(3, dim=-1)
         kind = rest.rsplit(".", 1)[1]
-        fix = (lambda t: t.T.contiguous()) if kind == "weight" else (lambda t: t.contiguous())
+        fix = (lambda t: t.T.contiguous()) if kind == "weight" else (lambda t: t.clone())
         return {f"{b}.att.W_query.{kind}": fix(q), f"{b}.att.W_key.{kind}": fix(k),
                 f"{b}.att.W_value.{kind}": fix(v)}
     names = {"ln_1": "norm1", "ln_2": "norm2", "attn.c_proj": "att.out_proj",
              "mlp.c_fc": "ff.fc1", "mlp.c_proj": "ff.fc2"}
     module, kind = rest.rsplit(".", 1)
     if module.startswith("ln_"):
-        return {f"{b}.{names[module]}.{ {'weight': 'scale', 'bias': 'shift'}[kind] }": tensor}
+        return {f"{b}.{names[module]}.{ {'weight': 'scale', 'bias': 'shift'}[kind] }": tensor.clone()}
     # Conv1D [in, out] -> nn.Linear [out, in]
-    return {f"{b}.{names[module]}.{kind}": tensor.T.contiguous() if kind == "weight" else tensor}
+    return {f"{b}.{names[module]}.{kind}": tensor.T.contiguous() if kind == "weight" else tensor.clone()}
 
 
 def _normalise_keys(keys) -> dict[str, str]:
@@ -187,33 +187,45 @@ def load_gpt2_weights(model: GPTModel, path: str | Path) -> GPTModel:
 
     Accepts keys with or without the ``transformer.`` prefix, ignores the causal-mask
     buffers, and copies ``wte`` into the (untied) language-model head unless the file
-    carries its own ``lm_head.weight``.
+    carries its own ``lm_head.weight``. Nothing in ``model`` changes unless every
+    tensor was found with the right shape.
     """
     path = Path(path)
     expected = expected_shapes(model.cfg)
+    expected_head = (model.cfg.vocab_size, model.cfg.emb_dim)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="pt") as f:  # the header only: check before reading
             keys = _normalise_keys(f.keys())
-            head_key = keys.pop("lm_head.weight", None)
-            missing = sorted(set(expected) - set(keys))
-            unexpected = sorted(set(keys) - set(expected))
-            if missing or unexpected:
+            shapes = {key: tuple(f.get_slice(stored).get_shape()) for key, stored in keys.items()}
+        head_key = keys.pop("lm_head.weight", None)
+        missing = sorted(set(expected) - set(keys))
+        unexpected = sorted(set(keys) - set(expected))
+        if missing or unexpected:
+            raise WeightsError(
+                f"{path.name} ne correspond pas à l'architecture {_describe(model.cfg)} : "
+                f"tenseurs manquants {_short(missing)}, tenseurs inattendus {_short(unexpected)}."
+            )
+        for key, shape in [*((k, shapes[k]) for k in expected), ("lm_head.weight", shapes.get("lm_head.weight"))]:
+            want = expected_head if key == "lm_head.weight" else expected[key]
+            if shape is not None and shape != want:
                 raise WeightsError(
-                    f"{path.name} ne correspond pas à l'architecture {_describe(model.cfg)} : "
-                    f"tenseurs manquants {_short(missing)}, tenseurs inattendus {_short(unexpected)}."
+                    f"{path.name} : le tenseur {key!r} a la forme {list(shape)}, "
+                    f"attendu {list(want)} pour {_describe(model.cfg)}."
                 )
-            state = {}
-            for key, stored in keys.items():
-                shape = tuple(f.get_slice(stored).get_shape())
-                if shape != expected[key]:
-                    raise WeightsError(
-                        f"{path.name} : le tenseur {stored!r} a la forme {list(shape)}, "
-                        f"attendu {list(expected[key])} pour {_describe(model.cfg)}."
-                    )
-                state.update(_convert(key, f.get_tensor(stored).float()))
-            head = f.get_tensor(head_key).float() if head_key else state["tok_emb.weight"]
-            if tuple(head.shape) != (model.cfg.vocab_size, model.cfg.emb_dim):
-                raise WeightsError(f"{path.name} : lm_head.weight a la forme {list(head.shape)}.")
+        # Read one block at a time, reopening the file: each opening maps it into memory,
+        # and closing it releases those pages, so the file never sits whole in RAM.
+        groups = [[k for k in expected if not k.startswith("h.")]]
+        groups += [[k for k in expected if k.startswith(f"h.{i}.")] for i in range(model.cfg.n_layers)]
+        state = {}
+        for group in groups:
+            with safe_open(str(path), framework="pt") as f:
+                for key in group:
+                    state.update(_convert(key, f.get_tensor(keys[key]).float()))
+        if head_key:
+            with safe_open(str(path), framework="pt") as f:
+                head = f.get_tensor(head_key).float()
+        else:
+            head = state["tok_emb.weight"]
     except SafetensorError as err:
         raise WeightsError(
             f"{path} n'est pas un fichier safetensors lisible ({err}) : il est tronqué ou "
