@@ -23,16 +23,17 @@ __version__ = "1.0.0"
 from .adapter import load_adapter, save_adapter
 from .classify import Prediction, classify_text, classify_texts
 from .config import DataConfig, GPTConfig, LoRAConfig, TrainConfig, gpt_config
-from .data import LABELS, load_splits, read_sms_spam, sms_spam_path
+from .data import LABELS, load_splits, read_sms_spam, sms_spam_path, style_features
 from .errors import LabError
 from .loaders import eval_loader, make_datasets, train_loader
 from .lora import LinearWithLoRA, LoRALayer, add_lora, merge_lora, unmerge_lora
 from .model import GPTModel, build_model, replace_head
 from .params import (count_lora_parameters, count_parameters, lora_model_counts,
                      lora_parameters_formula, parameter_counts)
-from .plots import plot_accuracies, plot_loss
+from . import grading
+from .plots import plot_accuracies, plot_loss, plot_parameter_counts
 from .profiles import get_profile, load_base_model
-from .progress import grading
+from .progress import is_grading
 from .run import RUN_DIR, build_classifier, load_run, save_run, train_or_load
 from .tokenizer import PAD_TOKEN_ID, get_tokenizer
 from .train import History, evaluate, evaluate_splits, train_classifier
@@ -41,16 +42,16 @@ __all__ = [
     "load_adapter", "save_adapter",
     "Prediction", "classify_text", "classify_texts",
     "DataConfig", "GPTConfig", "LoRAConfig", "TrainConfig", "gpt_config",
-    "LABELS", "load_splits", "read_sms_spam", "sms_spam_path",
+    "LABELS", "load_splits", "read_sms_spam", "sms_spam_path", "style_features",
     "LabError",
     "eval_loader", "make_datasets", "train_loader",
     "LinearWithLoRA", "LoRALayer", "add_lora", "merge_lora", "unmerge_lora",
     "GPTModel", "build_model", "replace_head",
     "count_lora_parameters", "count_parameters", "lora_model_counts", "lora_parameters_formula",
     "parameter_counts",
-    "plot_accuracies", "plot_loss",
+    "plot_accuracies", "plot_loss", "plot_parameter_counts",
     "get_profile", "load_base_model",
-    "grading",
+    "grading", "is_grading",
     "RUN_DIR", "build_classifier", "load_run", "save_run", "train_or_load",
     "PAD_TOKEN_ID", "get_tokenizer",
     "History", "evaluate", "evaluate_splits", "train_classifier",

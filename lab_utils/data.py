@@ -112,3 +112,26 @@ def load_splits(cfg: DataConfig | None = None, path: str | Path | None = None) -
     if cfg.balance:
         df = balance(df, cfg.seed)
     return split(df, cfg.split, cfg.seed)
+
+
+STYLE_CUES = {  # regular expressions of typical cues of the corpus' spam
+    "numéro (5 chiffres ou plus)": r"\d{5,}",
+    "montant (£, $, €)": r"[£$€]",
+    "« txt », « text », « reply »": r"(?i)\b(?:txt|text|reply)\b",
+    "« free », « win », « prize », « claim »…": r"(?i)\b(?:free|win|won|winner|prize|claim|cash|urgent)\b",
+    "mot en MAJUSCULES (3 lettres ou plus)": r"\b[A-Z]{3,}\b",
+    "lien (www, http)": r"(?i)www\.|https?:",
+}
+
+
+def style_features(df: pd.DataFrame) -> pd.DataFrame:
+    """Share of ham and of spam messages showing each cue of ``STYLE_CUES`` (in %),
+    and their mean length in characters."""
+    rows = {}
+    for name, pattern in STYLE_CUES.items():
+        has = df["text"].str.contains(pattern, regex=True)
+        rows[name] = [100 * has[df.label == k].mean() for k in (0, 1)]
+    table = pd.DataFrame(rows, index=["ham (%)", "spam (%)"]).T.round(1)
+    lengths = df["text"].str.len().groupby(df["label"]).mean().round(1)
+    table.loc["longueur moyenne (caractères)"] = [lengths.get(0), lengths.get(1)]
+    return table

@@ -66,3 +66,36 @@ def plot_accuracies(history: History, accuracies: Mapping[str, float],
     right.set(ylim=(0, 105), ylabel="exactitude (%)", title="Comparaison")
     fig.suptitle(title)
     return fig
+
+
+def plot_parameter_counts(models=("gpt2-small", "gpt2-medium"), num_classes: int = 2, lora=None) -> Figure:
+    """Stacked bars: embeddings, transformer blocks, head and LoRA, per model (counted on meta)."""
+    from .config import LoRAConfig, gpt_config
+    from .lora import add_lora
+    from .model import build_model, replace_head
+
+    parts = {"plongements": [], "blocs": [], "tête": [], "LoRA": []}
+    for name in models:
+        model = build_model(gpt_config(name), device="meta")
+        replace_head(model, num_classes)
+        add_lora(model, lora or LoRAConfig())
+        counts = {k: 0 for k in parts}
+        for pname, p in model.named_parameters():
+            key = ("LoRA" if ".lora." in pname else "plongements" if pname.startswith(("tok_emb", "pos_emb"))
+                   else "tête" if pname.startswith("out_head") else "blocs")
+            counts[key] += p.numel()
+        for key in parts:
+            parts[key].append(counts[key] / 1e6)
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(models))
+    for (key, values), color in zip(parts.items(), ["tab:gray", "tab:blue", "tab:orange", "tab:red"]):
+        bars = ax.bar(models, values, bottom=bottom, color=color, label=key)
+        if key == "LoRA":
+            total = bottom + values
+            ax.bar_label(bars, labels=[f"LoRA {v:.2f} M ({100 * v / t:.3f} %)" for v, t in zip(values, total)],
+                         padding=3)
+        bottom += values
+    ax.set(ylabel="millions de paramètres", title=f"Composition des modèles (tête à {num_classes} classes, LoRA)")
+    ax.legend()
+    return fig

@@ -12,7 +12,7 @@ import os
 from tqdm.auto import tqdm
 
 
-def grading() -> bool:
+def is_grading() -> bool:
     """True while nbgrader executes the notebook (autograde or validate)."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))
 
@@ -20,7 +20,7 @@ def grading() -> bool:
 def progress_enabled(enable: bool | None = None) -> bool:
     if enable is not None:
         return enable
-    return not grading() and os.environ.get("TP3_PROGRESS", "1") not in ("0", "false", "no")
+    return not is_grading() and os.environ.get("TP3_PROGRESS", "1") not in ("0", "false", "no")
 
 
 def progress_bar(iterable=None, *, enable: bool | None = None, **kwargs) -> tqdm:

@@ -25,7 +25,7 @@ from .errors import LabError
 from .lora import LoRAReport, add_lora
 from .model import GPTModel, replace_head
 from .profiles import Profile, get_profile, load_base_model
-from .progress import grading
+from .progress import is_grading
 from .train import History, train_classifier
 
 RUN_DIR = "tp3_run"
@@ -120,7 +120,7 @@ def load_run(run_dir: str | Path = RUN_DIR, profile: Profile | str | None = None
 def train_or_load(model, train_loader, val_loader=None, cfg: TrainConfig | None = None,
                   run_dir: str | Path = RUN_DIR, device="cpu", progress: bool | None = None) -> History:
     """Train and save the run folder, or, while nbgrader grades, load it instead."""
-    if grading():
+    if is_grading():
         return load_run_into(model, run_dir)
     history = train_classifier(model, train_loader, val_loader, cfg, device=device, progress=progress)
     save_run(run_dir, model, history)

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""The instructor's workflow for TP3, one command per step (each prints the nbgrader
+command it runs, so the steps can also be done with nbgrader by hand).
+
+    python grading/course.py generate                 release version of source/tp3 -> notebooks/
+    python grading/course.py samples                  two sample submissions (complete, flawed)
+    python grading/course.py collect --zips DIR       students' <id>.zip archives -> submitted/
+    python grading/course.py collect --exchange       nbgrader's exchange (JupyterHub)
+    python grading/course.py autograde [STUDENT ...]  grade (reloads each tp3_run/, never re-trains)
+    python grading/course.py feedback                 HTML feedback per student in feedback/
+    python grading/course.py export [--to FILE]       grades.csv
+    python grading/course.py publish DEST             the public student tree, checked to hold no solution
+    python grading/course.py check-release            notebooks/ is the release of the current sources
+
+``--root DIR`` works on another copy of the course folder (default: this folder).
+The profile (``TP3_PROFILE``) must be the one students trained with (default ``full``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ASSIGNMENT = "tp3"
+RUN_DIR = "tp3_run"
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+
+# What students get: release notebooks, the package, the environment. Nothing else.
+PUBLIC_FILES = ["lab_utils", "notebooks", "pyproject.toml", "environment.yml", "binder", "dev.py", "LICENSE"]
+STUDENT_README = REPO / "docs" / "README.student.md"
+INSTRUCTOR_ONLY = ("grading", "tests", "benchmarks", "source", "autograded", "feedback", "submitted", "release")
+
+
+def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    print(f"+ (cd {root} && nbgrader {' '.join(args)})", flush=True)
+    return subprocess.run(cmd, cwd=root, check=check)
+
+
+def source_notebooks(root: Path) -> list[Path]:
+    return sorted((root / "source" / ASSIGNMENT).glob("*.ipynb"))
+
+
+def cmd_generate(args) -> None:
+    root = args.root
+    stray = root / "source" / ASSIGNMENT / RUN_DIR
+    if stray.exists():
+        sys.exit(f"{stray} exists: a run folder in source/ would be released to students and copied over "
+                 "their own runs at autograde. Delete it (run solution notebooks elsewhere).")
+    nbgrader(root, "generate_assignment", ASSIGNMENT, "--force")
+    if args.no_copy:
+        return
+    dest = REPO / "notebooks"
+    dest.mkdir(exist_ok=True)
+    for nb in sorted((root / "release" / ASSIGNMENT).glob("*.ipynb")):
+        shutil.copy2(nb, dest / nb.name)
+        print(f"  {nb.name} -> {dest / nb.name}")
+
+
+def cmd_check_release(args) -> None:
+    """Generate the release in a scratch copy and compare it with notebooks/."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "course"
+        shutil.copytree(args.root, copy, ignore=shutil.ignore_patterns(
+            "release", "submitted", "autograded", "feedback", "gradebook.db", "downloaded"))
+        subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force"],
+                       cwd=copy, check=True, capture_output=True)
+        fresh = {p.name: p.read_text() for p in (copy / "release" / ASSIGNMENT).glob("*.ipynb")}
+    committed = {p.name: p.read_text() for p in (REPO / "notebooks").glob("*.ipynb")}
+    stale = sorted(n for n in fresh.keys() | committed.keys() if fresh.get(n) != committed.get(n))
+    if stale:
+        sys.exit(f"notebooks/ is stale for {stale}: run `python grading/course.py generate` and commit.")
+    print(f"notebooks/ matches the release of source/{ASSIGNMENT} ({len(fresh)} notebooks).")
+
+
+def execute_as_student(folder: Path, timeout: int = 1800) -> None:
+    """Run every notebook of ``folder`` top to bottom, as a student would (trains, saves tp3_run/)."""
+    env = {k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"}
+    env["TP3_PROGRESS"] = "0"
+    for nb in sorted(folder.glob("*.ipynb")):
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                        "--inplace", "--allow-errors", f"--ExecutePreprocessor.timeout={timeout}", nb.name],
+                       cwd=folder, env=env, check=True, capture_output=True)
+
+
+def cmd_samples(args) -> None:
+    """Two submissions: ``sample-complete`` (the solutions) and ``sample-flawed``
+    (one wrong number, one retyped prediction)."""
+    root = args.root
+    for student in ("sample-complete", "sample-flawed"):
+        folder = root / "submitted" / student / ASSIGNMENT
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for nb in source_notebooks(root):
+            shutil.copy2(nb, folder / nb.name)
+        if student == "sample-flawed":
+            flaw_notebook(folder / "tp3_partie1.ipynb", "q2_answer",
+                          "trainable_share = 100 * trainable_params / total_params", "trainable_share = 0.807 * 100")
+            flaw_notebook(folder / "tp3_partie2.ipynb", "my_texts",
+                          "my_predictions = [lab.classify_text(text, model, tokenizer, device) for text, _ in my_texts]",
+                          "my_predictions = [(\"spam\", 0.99), (\"ham\", 0.99), (\"spam\", 0.99), (\"ham\", 0.99)]")
+        print(f"executing {folder} as a student would ...", flush=True)
+        execute_as_student(folder)
+        (folder / "timestamp.txt").write_text(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+        nbgrader(root, "db", "student", "add", student)
+
+
+def flaw_notebook(path: Path, grade_id: str, old: str, new: str) -> None:
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            source = "".join(cell["source"])
+            if old not in source:
+                raise ValueError(f"{old!r} not in cell {grade_id} of {path}")
+            cell["source"] = source.replace(old, new)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+
+
+def cmd_collect(args) -> None:
+    root = args.root
+    if args.exchange:
+        nbgrader(root, "collect", ASSIGNMENT)
+        return
+    archive = root / "downloaded" / ASSIGNMENT / "archive"
+    shutil.rmtree(archive, ignore_errors=True)
+    archive.mkdir(parents=True)
+    zips = sorted(Path(args.zips).glob("*.zip"))
+    if not zips:
+        sys.exit(f"no .zip archive in {args.zips}")
+    for z in zips:
+        shutil.copy2(z, archive / z.name)
+    nbgrader(root, "zip_collect", ASSIGNMENT, "--force")
+    for z in zips:
+        student = z.stem
+        if (root / "submitted" / student).exists():
+            nbgrader(root, "db", "student", "add", student)
+
+
+def cmd_autograde(args) -> None:
+    root = args.root
+    students = args.students or sorted(p.name for p in (root / "submitted").iterdir() if p.is_dir())
+    for student in students:
+        start = time.perf_counter()
+        nbgrader(root, "autograde", ASSIGNMENT, "--student", student, "--force")
+        print(f"autograded {student} in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def cmd_feedback(args) -> None:
+    nbgrader(args.root, "generate_feedback", ASSIGNMENT, "--force")
+
+
+def cmd_export(args) -> None:
+    out = Path(args.to).resolve()
+    nbgrader(args.root, "export", "--to", str(out))
+    print(out.read_text())
+
+
+def hidden_lines(root: Path) -> set[str]:
+    """Lines of solution regions and hidden tests that nothing public shows: specific enough
+    (25 characters or more) to recognise if they leaked."""
+    hidden: set[str] = set()
+    public: list[str] = []
+    for nb in source_notebooks(root):
+        for cell in json.loads(nb.read_text())["cells"]:
+            inside = False
+            for line in "".join(cell["source"]).splitlines():
+                if line.strip() in SOLUTION_MARKERS[::2]:
+                    inside = True
+                elif line.strip() in SOLUTION_MARKERS[1::2]:
+                    inside = False
+                elif inside:
+                    if len(line.strip()) >= 25:
+                        hidden.add(line.strip())
+                else:
+                    public.append(line)
+    public_text = "\n".join(public)
+    return {line for line in hidden if line not in public_text}
+
+
+def verify_public_tree(dest: Path, root: Path) -> list[str]:
+    """Problems found in a public tree (empty list: none)."""
+    problems = []
+    secrets = hidden_lines(root)
+    for path in sorted(p for p in dest.rglob("*") if p.is_file()):
+        rel = path.relative_to(dest)
+        if rel.parts[0] in INSTRUCTOR_ONLY or (path.name == "nbgrader_config.py" and rel.parts[0] != "notebooks"):
+            problems.append(f"{rel}: instructor-only file")
+            continue
+        if path.suffix == ".db" or RUN_DIR in rel.parts:
+            problems.append(f"{rel}: gradebook or run folder")
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for marker in SOLUTION_MARKERS:
+            if marker in text:
+                problems.append(f"{rel}: contains {marker!r}")
+        leaked = [line for line in secrets if line in text]
+        if leaked:
+            problems.append(f"{rel}: contains {len(leaked)} line(s) of solutions or hidden tests, e.g. {leaked[0]!r}")
+    return problems
+
+
+def cmd_publish(args) -> None:
+    dest = Path(args.dest).resolve()
+    if dest.exists() and any(dest.iterdir()):
+        sys.exit(f"{dest} is not empty: publish into a new folder (or a clean clone of the public repository).")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PUBLIC_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.pyc", ".ipynb_checkpoints", RUN_DIR, "*.egg-info"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    shutil.copy2(STUDENT_README, dest / "README.md")
+    problems = verify_public_tree(dest, args.root)
+    if problems:
+        shutil.rmtree(dest)
+        sys.exit("publish refused, the tree would leak:\n  " + "\n  ".join(problems))
+    n = sum(1 for p in dest.rglob("*") if p.is_file())
+    print(f"public student tree written to {dest} ({n} files): no solution region, no hidden test, "
+          "no gradebook, no instructor file.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=HERE, help="course folder (default: grading/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("generate")
+    p.add_argument("--no-copy", action="store_true", help="do not copy the release into notebooks/")
+    p.set_defaults(func=cmd_generate)
+    sub.add_parser("check-release").set_defaults(func=cmd_check_release)
+    sub.add_parser("samples").set_defaults(func=cmd_samples)
+    p = sub.add_parser("collect")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--zips", help="folder of <student_id>.zip archives")
+    group.add_argument("--exchange", action="store_true", help="collect from nbgrader's exchange")
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("autograde")
+    p.add_argument("students", nargs="*")
+    p.set_defaults(func=cmd_autograde)
+    sub.add_parser("feedback").set_defaults(func=cmd_feedback)
+    p = sub.add_parser("export")
+    p.add_argument("--to", default="grades.csv")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("publish")
+    p.add_argument("dest")
+    p.set_defaults(func=cmd_publish)
+    args = parser.parse_args(argv)
+    args.root = args.root.resolve()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
