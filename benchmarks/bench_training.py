@@ -132,9 +132,9 @@ def worker(name: str, max_batches: int | None) -> dict:
     model.eval()
     evaluation = {}
     for split, ds in datasets.items():
-        loader = eval_loader(ds, 32)
+        loader = eval_loader(ds, cfg.eval_batch_size)
         if pad_to_longest:
-            loader = torch.utils.data.DataLoader(ds, batch_size=32, collate_fn=to_longest)
+            loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, collate_fn=to_longest)
         n_eval = len(loader) if max_batches is None else max(1, min(len(loader), max_batches // 4))
         eval_real = eval_computed = correct = seen = 0
         t = time.perf_counter()

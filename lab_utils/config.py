@@ -125,7 +125,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 42
     eval_every: int = 0  # validate every N batches (0: only at the end of each epoch)
-    eval_batch_size: int = 32
+    eval_batch_size: int = 16
     batching: str = "packed"  # "packed" (no padding), "padded" or "grouped" (see loaders.py)
     precision: str = "fp32"  # "fp32" or "bf16" (bfloat16 autocast, opt-in)
     num_threads: int = 0  # torch threads (0: leave PyTorch's default)

@@ -140,7 +140,7 @@ def train_loader(dataset: SpamDataset, cfg: TrainConfig) -> DataLoader:
                       collate_fn=pack if cfg.batching == "packed" else pad)
 
 
-def eval_loader(dataset: SpamDataset, batch_size: int = 32) -> DataLoader:
+def eval_loader(dataset: SpamDataset, batch_size: int = 16) -> DataLoader:
     """Padded batches of messages sorted by length, longest first, so that padding is
     minimal (the order changes neither the accuracy nor the mean loss)."""
     lengths = dataset.lengths

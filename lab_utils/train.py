@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .loaders import Batch
+from .memory import return_freed_memory
 from .progress import progress_bar
 
 
@@ -92,6 +93,7 @@ def train_classifier(
     """Fine-tune the trainable parameters of ``model`` (LoRA + head) with AdamW."""
     cfg = cfg or TrainConfig()
     device = torch.device(device)
+    return_freed_memory()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -146,6 +148,7 @@ def _record_validation(history: History, model, loader, device, cfg: TrainConfig
 def evaluate(model, loader: DataLoader, device: str | torch.device = "cpu",
              precision: str = "fp32", progress: bool | None = False) -> EvalResult:
     """Mean loss and accuracy of ``model`` over every message of ``loader``."""
+    return_freed_memory()
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, 0

@@ -143,3 +143,13 @@ def test_bad_train_config_is_refused(bad):
 
     with pytest.raises(ConfigError, match="obtenu"):
         TrainConfig(**bad)
+
+
+def test_allocator_threshold_is_set_on_glibc():
+    import platform
+
+    from lab_utils.memory import return_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert return_freed_memory() is True
