@@ -4,10 +4,30 @@ Run every nbgrader command from this folder, or through ``python grading/course.
 """
 
 import os
+import sys
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _grading_dir() -> str:
+    """Where grading/autograder is: here, or, for a copy of this file elsewhere, $TP3_GRADING_DIR
+    (set by course.py) or the grading/ folder beside the lab_utils package in use."""
+    if os.environ.get("TP3_GRADING_DIR"):
+        return os.environ["TP3_GRADING_DIR"]
+    if os.path.isdir(os.path.join(HERE, "autograder")):
+        return HERE
+    import importlib.util
+
+    spec = importlib.util.find_spec("lab_utils")
+    if spec and spec.origin:
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))), "grading")
+    return HERE
+
+
+# grading/autograder (robust execution, sandbox, verification); nothing is imported here.
+sys.path.insert(0, _grading_dir())
 
 c.CourseDirectory.course_id = "tp3"
 c.CourseDirectory.root = HERE
@@ -22,6 +42,33 @@ c.ClearSolutions.text_stub = "VOTRE RÉPONSE ICI"
 # classifier takes under 5 s. 180 s leaves room for slower machines, not for re-training
 # (which never happens while grading: train_or_load reloads tp3_run/).
 c.Execute.timeout = 180
+
+# Robust autograding (grading/autograder, see grading/README.md): the submission is repaired
+# first (duplicated, deleted or retyped cells, kernel name, tampered metadata); execution
+# survives crashes and runaway kernels, limits the kernel's resources (and sandboxes it with
+# `course.py autograde --sandbox`), and records the answers each test read, which course.py
+# then re-verifies outside the student's kernel. Class names as strings: imported only when
+# autograde runs.
+c.Autograde.sanitize_preprocessors = [
+    "autograder.repair.RepairSubmission",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "autograder.execute.GraderExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Memory (address space) of the student's kernel: GPT-2 small's training notebook peaks at
+# about 4 GB of address space while grading, the structure notebook at about 3 GB.
+c.GraderKernelManager.memory_mb = 8192
 
 # The run folder comes from the student; never replace it with a file of the same name
 # from source/ (autograde copies source files over submissions). source/ must hold no run
