@@ -320,9 +320,9 @@ def zero_unfinished(root: Path, student: str, reason: str, removed: list[str]) -
                         if is_test_cell(cell):
                             cell.outputs = [error_output("NotebookIllisible", "ce test n'a pas été exécuté : "
                                                          "votre notebook est illisible.")]
-                    add_note(nb, "Votre notebook est illisible (ce n'est pas un notebook Jupyter valide, fichier "
-                                 "abîmé ?) : il n'a pas pu être corrigé et vaut 0. La version distribuée est montrée "
-                                 "ici à sa place.")
+                    add_note(nb, "Votre notebook est illisible (ce n'est pas un notebook Jupyter valide, "
+                                 "fichier abîmé ?) : il n'a pas pu être corrigé et vaut 0. La version distribuée "
+                                 "est montrée ici à sa place.")
                     nb.metadata.setdefault(META_KEY, {})["complete"] = False
                     out.parent.mkdir(parents=True, exist_ok=True)
                     nbformat.write(nb, str(out))
@@ -342,7 +342,8 @@ def zero_unfinished(root: Path, student: str, reason: str, removed: list[str]) -
                             "distribuée est montrée à la place."]
             for cell in nb.cells:
                 if is_test_cell(cell):
-                    cell.outputs = [error_output("CorrectionInterrompue", f"ce test n'a pas été exécuté : {reason}.")]
+                    cell.outputs = [error_output("CorrectionInterrompue",
+                                                 f"ce test n'a pas été exécuté : {reason}.")]
             for line in said:
                 add_note(nb, line)
             add_note(nb, f"La correction automatique de ce notebook n'a pas pu aller au bout ({reason}) : ses "

@@ -137,7 +137,8 @@ def full_scores(root: Path) -> dict[str, float]:
         out = {}
         for nb in gb.find_assignment("tp3").notebooks:
             solutions = {c.name for c in nb.solution_cells}
-            out.update({c.name: c.max_score for c in nb.grade_cells if c.cell_type == "code" and c.name not in solutions})
+            out.update({c.name: c.max_score for c in nb.grade_cells
+                        if c.cell_type == "code" and c.name not in solutions})
         return out
 
 

@@ -67,20 +67,23 @@ def test_repair_restores_the_release_structure():
     del test["outputs"], test["execution_count"]                                     # retyped test
     nb.cells[i("q1_frozen")].metadata.nbgrader.update(points=100, locked=False)      # tampered metadata
     nb.cells.insert(0, notes.note_cell(copy.deepcopy(nb)))                           # a forged note
+    bonus = copy.deepcopy(nb.cells[i("q1_frozen")])
+    bonus.metadata.nbgrader.update(grade_id="bonus", points=100)                      # unknown grade id
+    nb.cells.insert(i("q1_frozen"), bonus)
 
     said = repair.repair_notebook(nb, ref)
 
     ids = [x for x in _ids(nb) if x]
     assert ids == [x for x in _ids(release) if x]  # every cell once, in the release's order
     assert nb.metadata.kernelspec["name"] == "python3" and nb.metadata["tp3_grading"] == {}
-    assert sum(1 for c in nb.cells if not notes.cell_id(c)) == 1  # the duplicated answer, now an ordinary cell
+    assert sum(1 for c in nb.cells if not notes.cell_id(c)) == 2  # the duplicated answer and "bonus": ordinary
     assert nb.cells[_ids(nb).index("q2_trainable")].cell_type == "code"
     assert nb.cells[_ids(nb).index("q1_frozen")].metadata.nbgrader["points"] == 1
     assert "raise NotImplementedError()" in nb.cells[_ids(nb).index("q3b_answer")].source  # the stub
     assert not notes.notes(nb)  # the forged note is gone (repair only returns its lines)
     text = " ".join(said)
     for word in ("julia-1.9", "en double", "cellule ordinaire", "« q2_total » avait été supprimée",
-                 "« q3a_head »", "remise vide", "type d'origine", "réglages de correction"):
+                 "« q3a_head »", "remise vide", "type d'origine", "réglages de correction", "« bonus » n'existe pas"):
         assert word in text, word
 
 
@@ -176,7 +179,7 @@ def _runaway(folder):
 def _structure(folder):
     """Part 1 only, every structural fault at once: kernel julia-1.9, outputs cleared,
     duplicated cells, deleted cells (a test, an instructor cell, an answer), retyped cells,
-    tampered metadata."""
+    tampered metadata, a cell with an unknown grade id worth 100 points."""
     (folder / "tp3_partie2.ipynb").unlink()
 
     def change(nb):
@@ -199,6 +202,10 @@ def _structure(folder):
         c = gc.cell(nb, "q1_frozen")
         c["metadata"]["nbgrader"].update(points=100, locked=False)
         c["source"] = "pass  # test removed"
+        nb["cells"].insert(gc.index(nb, "q1_written"), {
+            "cell_type": "code", "execution_count": None, "outputs": [], "source": "pass",
+            "metadata": {"nbgrader": {"grade": True, "grade_id": "bonus", "points": 100, "locked": False,
+                                      "solution": False, "task": False, "schema_version": 3}}})
 
     gc.edit(folder / "tp3_partie1.ipynb", change)
 
@@ -220,9 +227,10 @@ FAULTS = {
     "structure": (_structure, {"q3b_counts": 2}, ("tp3_partie1",)),
 }
 # faults injected, for the report: runaway 5 (SIGKILL, infinite loop, memory, os._exit, kernel
-# python2), structure 10 (kernel julia-1.9, outputs cleared, 3 duplicated, 3 deleted, 2 retyped
-# + 1 retyped written answer, tampered metadata), cut 2 (unreadable notebook, wall clock).
-N_FAULTS = 5 + 11 + 2
+# python2), structure 12 (kernel julia-1.9, outputs cleared, 3 duplicated, 3 deleted, 2 retyped
+# + 1 retyped written answer, tampered metadata, unknown grade id), cut 2 (unreadable notebook,
+# wall clock).
+N_FAULTS = 5 + 12 + 2
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +301,7 @@ def test_structure_is_restored_in_the_graded_notebook(faults):
     ("runaway", "tp3_partie2", ["« python2 »", "limite de mémoire", "« my_texts » : le noyau Python s'est arrêté"]),
     ("structure", "tp3_partie1", ["« julia-1.9 »", "en double", "« q2_total » avait été supprimée",
                                   "« q3a_head » de l'énoncé avait été supprimée", "remise vide",
-                                  "type d'origine", "réglages de correction"]),
+                                  "type d'origine", "réglages de correction", "« bonus » n'existe pas"]),
     ("cut", "tp3_partie2", ["limite de temps de 40 s"]),
     ("cut", "tp3_partie1", ["illisible"]),
 ])

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import grading_course
+
 pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,19 +92,11 @@ FLAWS = {
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Generate, submit (complete + flawed), autograde, feedback, export: once for the module."""
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy2(REPO / "grading" / "nbgrader_config.py", root)
-    shutil.copytree(REPO / "grading" / "source", root / "source")
-    out = _course_cli(root, "generate", "--no-copy")
-    assert out.returncode == 0, out.stderr
-
-    complete = root / "submitted" / "complete" / "tp3"
-    complete.mkdir(parents=True)
-    for nb in course.source_notebooks(root):
-        shutil.copy2(nb, complete / nb.name)
-    course.execute_as_student(complete)
-    assert (complete / "tp3_run" / "adapter.safetensors").is_file()
+    """Generate, submit (complete + flawed), autograde, feedback, export: once for the module.
+    The generated course and the executed complete submission are shared with the other
+    grading tests (tests/grading_course.py)."""
+    root = grading_course.new_course(tmp_path_factory, "course")
+    complete = grading_course.submit(root, "complete")
     for name, (make_flaw, _) in FLAWS.items():
         folder = root / "submitted" / name / "tp3"
         shutil.copytree(complete, folder)

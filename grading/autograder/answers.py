@@ -200,7 +200,8 @@ def _dec(x, depth=0):
         from collections import namedtuple
 
         name, fields, items = value
-        if not (isinstance(name, str) and name.isidentifier() and all(isinstance(f, str) and f.isidentifier() for f in fields)):
+        names = [name, *fields] if isinstance(fields, list) else [None]
+        if not all(isinstance(n, str) and n.isidentifier() for n in names):
             raise ClaimError("bad namedtuple")
         return namedtuple(name, fields, rename=True)(*[_dec(v, depth + 1) for v in items])
     if tag == "__numpy__":

@@ -140,7 +140,8 @@ class GraderExecute(Execute):
     def preprocess_cell(self, cell, resources, index):
         if self._abandoned is not None:
             if cell.cell_type == "code" and cell.source.strip():
-                cell.outputs = [error_output("CelluleNonExecutee", f"cette cellule n'a pas été exécutée : {self._abandoned}.")]
+                cell.outputs = [error_output("CelluleNonExecutee",
+                                             f"cette cellule n'a pas été exécutée : {self._abandoned}.")]
                 cell.execution_count = None
             return cell, resources
         gid = cell_id(cell)
@@ -177,10 +178,11 @@ class GraderExecute(Execute):
                 continue
             text = f"{out.get('ename', '')} {out.get('evalue', '')}"
             if out.get("ename") in MEMORY_ERRORS or any(t in text for t in MEMORY_TEXTS):
-                limit = self.config.get("GraderKernelManager", {}).get("memory_mb", GraderKernelManager.memory_mb.default_value)
+                limit = self.config.get("GraderKernelManager", {}).get(
+                    "memory_mb", GraderKernelManager.memory_mb.default_value)
                 self._incidents.append(f"{_label(cell, index).capitalize()} a dépassé la limite de mémoire du "
-                                       f"noyau ({limit} Mo) : l'allocation a échoué (MemoryError) ; la cellule vaut 0 "
-                                       "si elle est notée.")
+                                       f"noyau ({limit} Mo) : l'allocation a échoué (MemoryError) ; la cellule "
+                                       "vaut 0 si elle est notée.")
                 return
 
     def _replace_kernel(self, cell, index, why: str, add_output: bool = True) -> None:
@@ -213,8 +215,8 @@ class GraderExecute(Execute):
             self._ensure_km()
             return
         self._incidents.append(f"{_label(cell, index).capitalize()} : {text}. La correction a relancé un noyau, "
-                               "ré-exécuté les cellules précédentes et continué ; cette cellule vaut 0 si elle est "
-                               "notée.")
+                               "ré-exécuté les cellules précédentes et continué ; cette cellule vaut 0 si elle "
+                               "est notée.")
 
     def _ensure_km(self) -> None:
         if self.km is None:

@@ -87,9 +87,11 @@ def sandbox_processes(init: int | None) -> list[int]:
 
 def readable_by_all(path: str) -> None:
     """Add read (and traverse) permission for others: the kernel runs as another uid."""
-    for folder, dirs, files in os.walk(path) if os.path.isdir(path) else [(os.path.dirname(path), [], [os.path.basename(path)])]:
-        if os.path.isdir(path):
-            os.chmod(folder, os.stat(folder).st_mode | 0o555)
+    if not os.path.isdir(path):
+        os.chmod(path, os.stat(path).st_mode | 0o444)
+        return
+    for folder, dirs, files in os.walk(path):
+        os.chmod(folder, os.stat(folder).st_mode | 0o555)
         for name in files:
             file = os.path.join(folder, name)
             if not os.path.islink(file):

@@ -234,5 +234,6 @@ def probe(timeout: float = 20.0) -> tuple[bool, str]:
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as err:
             return False, f"bubblewrap could not start: {err}"
         if out.returncode != 0 or out.stdout.strip() != "ok":
-            return False, f"bubblewrap failed here (namespaces not permitted?): {(out.stderr or out.stdout).strip()[-500:]}"
+            why = (out.stderr or out.stdout).strip()[-500:]
+            return False, f"bubblewrap failed here (namespaces not permitted?): {why}"
     return True, ""

@@ -196,7 +196,7 @@ def verify_student(root: Path, student: str, timeout: float = 1800, memory_mb: i
                 if verdict.get("ok"):
                     continue
                 message = (f"Points retirés : ce test passait dans votre noyau, mais la vérification indépendante "
-                           f"(hors de votre noyau, sur vos réponses) échoue : {verdict['message']}.")
+                           f"(hors de votre noyau, sur vos réponses) échoue : {verdict['message'].rstrip('. ')}.")
                 grade.auto_score = 0.0
                 grade.needs_manual_grade = False
                 entry["withdrawn"][gid] = verdict["message"]
