@@ -168,7 +168,18 @@ def cmd_autograde(args) -> int:
         ok, why = probe()
         if not ok:
             sys.exit(f"autograde --sandbox: the sandbox cannot run on this machine: {why}")
-    results = [autograde_one(root, student, args) for student in students]
+        # matplotlib's font list, built here once and copied into each sandbox (see launcher.py)
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], capture_output=True)
+    results = []
+    for student in students:
+        try:
+            results.append(autograde_one(root, student, args))
+        except Exception as err:  # noqa: BLE001 (a bug of ours for one student must not stop the class)
+            import traceback
+
+            traceback.print_exc()
+            results.append({"student": student, "score": 0, "max": 0, "seconds": 0.0, "failed": True,
+                            "status": [f"GRADER ERROR {type(err).__name__}: {err}"]})
     print("\nautograde summary" + (" (sandbox)" if args.sandbox else ""), flush=True)
     print(f"  {'student':<28} {'score':>11} {'time':>8}  status", flush=True)
     for r in results:
@@ -242,12 +253,28 @@ def autograde_one(root: Path, student: str, args) -> dict:
             if entry["error"]:
                 failed = True
                 status.append(f"{notebook}: VERIFICATION ERROR {entry['error'][-300:]}")
+    status += what_happened(root, student)
     score, maximum = auto_score(root, student)
     seconds = time.perf_counter() - start
     print(f"autograded {student} in {seconds:.1f} s: {score:g} / {maximum:g} automatic points"
           + (f" ({'; '.join(status)})" if status else ""), flush=True)
     return {"student": student, "score": score, "max": maximum, "seconds": seconds, "status": status,
             "failed": failed}
+
+
+def what_happened(root: Path, student: str) -> list[str]:
+    """Repairs and incidents recorded in the graded notebooks, for the summary."""
+    said = []
+    for path in sorted((root / "autograded" / student / ASSIGNMENT).glob("*.ipynb")):
+        try:
+            meta = json.loads(path.read_text()).get("metadata", {}).get("tp3_grading", {})
+        except (OSError, ValueError):
+            continue
+        counts = [f"{len(meta[key])} {label}" for key, label in (("repairs", "repair(s)"), ("incidents", "incident(s)"))
+                  if meta.get(key)]
+        if counts:
+            said.append(f"{path.stem}: {', '.join(counts)}")
+    return said
 
 
 def remove_symlinks(folder: Path) -> list[str]:

@@ -95,11 +95,16 @@ def _python(source: str) -> str:
 
 # ----------------------------------------------------------------------------- grader (parent)
 
+MAX_FILE = 256 << 20  # larger files are not copied for the replay (tp3_run/ holds a few MB)
+
+
 def _submission_files(folder: Path, dest: Path) -> None:
     """Copy the student's own files (not notebooks, no symlinks) for the replay to read."""
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if path.is_symlink() or any(part.endswith(".ipynb") for part in rel.parts) or ".ipynb_checkpoints" in rel.parts:
+            continue
+        if path.is_file() and path.stat().st_size > MAX_FILE:
             continue
         if path.is_dir():
             (dest / rel).mkdir(parents=True, exist_ok=True)
