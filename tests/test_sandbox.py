@@ -205,6 +205,8 @@ def _attack_disk(folder: Path, root: Path, port: int):
                 pass
         _leaked = {{}}
         for _p, _data in _attack["read"].items():
+            if "/source/" not in _p and "/complete/" not in _p:
+                continue  # the instructor's solutions, or another student's answers
             try:
                 for _c in json.loads(_data)["cells"]:
                     _gid = _c["metadata"].get("nbgrader", {{}}).get("grade_id")
@@ -304,8 +306,8 @@ def _attack_patch(folder: Path):
 
 
 def _attack_resources(folder: Path):
-    """Part 2: a fork bomb and unbounded allocation (both survived, answers still right),
-    then an infinite loop that ignores interrupts."""
+    """Part 2: a fork bomb, an output flood and unbounded allocation (all survived, answers
+    still right), then an infinite loop that ignores interrupts."""
     (folder / "tp3_partie1.ipynb").unlink()
     fork_bomb = textwrap.dedent("""
         import os, time
@@ -322,6 +324,8 @@ def _attack_resources(folder: Path):
         print("FORKS", _forks)
         for _ in range(_forks):
             os.wait()
+        for _ in range(40):  # 40 MB of output: must not all reach the grader
+            print("x" * (1 << 20))
         """)
     memory_bomb = textwrap.dedent("""
         _hog, _got = [], 0
@@ -353,8 +357,8 @@ ATTACKS = {  # student: (lost points, notebooks present)
 # attacks tried, for the report: disk 6 (read other students, read instructor source/gradebook,
 # write gradebook, write other submissions/outside, network, use leaks), patch 8 (lab_utils
 # functions, shadowed names, builtins.abs, set_custom_exc, sys.excepthook, input transformer,
-# fake output, partial-credit spoof) + 2 in part 2 (recompute_* patched), resources 3 (fork
-# bomb, memory bomb, loop ignoring SIGINT).
+# fake output, partial-credit spoof) + 2 in part 2 (recompute_* patched), resources 4 (fork
+# bomb, output flood, memory bomb, loop ignoring SIGINT).
 
 
 def _digest(folder: Path) -> str:
@@ -442,3 +446,5 @@ def test_resource_attacks_were_bounded(attacked):
     assert 0 < forks < 256  # RLIMIT_NPROC of the sandbox uid
     assert 0 < memory < 4096  # RLIMIT_AS
     assert "ne répondait plus à l'interruption" in gc.note(nb)
+    flood = gc.outputs_text(nb, "q4_answer")
+    assert "sortie tronquée" in flood and len(flood) < 10 << 20  # the grader kept at most 8 MB of it

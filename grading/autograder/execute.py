@@ -37,6 +37,7 @@ from queue import Empty
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
 
@@ -108,6 +109,7 @@ class GraderExecute(Execute):
     max_restarts = Integer(2, help="kernel replacements per notebook before giving up").tag(config=True)
     probe_seconds = Integer(10, help="how long a kernel may take to answer after an interrupt").tag(config=True)
     capture_seconds = Integer(60, help="time limit to collect a test cell's answers").tag(config=True)
+    max_output_mb = Integer(8, help="outputs kept per cell (MB; errors are always kept)").tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", GraderKernelManager)
@@ -116,6 +118,7 @@ class GraderExecute(Execute):
     # ------------------------------------------------------------------ notebook
 
     def preprocess(self, nb, resources=None, km=None):
+        self._output_bytes, self._truncated = 0, False
         self._answers, self._incidents, self._culprits = {}, [], set()
         self._restarts, self._abandoned, self._timed_out = 0, None, False
         self.error_on_timeout = {
@@ -148,6 +151,7 @@ class GraderExecute(Execute):
         if gid in self._names and cell.metadata.get("nbgrader", {}).get("locked"):
             self._answers[gid] = self._capture(self._names[gid])
         self._timed_out = False
+        self._output_bytes, self._truncated = 0, False
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -165,6 +169,21 @@ class GraderExecute(Execute):
                 self._replace_kernel(cell, index, "timeout", add_output=False)
         self._check_memory(cell, index)
         return cell, resources
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep at most ``max_output_mb`` of a cell's outputs in memory (a flood must not exhaust
+        the grader). Errors are always kept, and a dropped stderr still leaves a stderr output
+        (nbgrader gives 0 to a test cell that wrote to stderr)."""
+        size = len(str(msg.get("content", "")))
+        if msg.get("msg_type") == "error" or self._output_bytes + size <= self.max_output_mb << 20:
+            self._output_bytes += size
+            return super().output(outs, msg, display_id, cell_index)
+        stderr = msg.get("msg_type") == "stream" and msg.get("content", {}).get("name") == "stderr"
+        if not self._truncated or (stderr and not any(o.get("name") == "stderr" for o in outs)):
+            self._truncated = True
+            outs.append(new_output("stream", name="stderr" if stderr else "stdout",
+                                   text=f"\n[… sortie tronquée : plus de {self.max_output_mb} Mo …]\n"))
+        return None
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self._timed_out = True
