@@ -65,12 +65,15 @@ def install(extra: str) -> Path:
 
 def lab(args: list[str]) -> int:
     py = install("lab")
+    run(py, "-m", "lab_utils", "setup-jupyter", cwd=ROOT)  # Validate on, instructor panels off
     if subprocess.call([str(py), "-m", "lab_utils", "prefetch"], cwd=ROOT) != 0:
         print("Attention : certains fichiers n'ont pas pu être téléchargés (voir ci-dessus) ; "
               "les notebooks les redemanderont.")
     notebooks = ROOT / "notebooks"
-    print("\nJupyterLab démarre sur", notebooks, "(Ctrl+C pour arrêter).")
-    return subprocess.call([str(py), "-m", "jupyter", "lab", f"--notebook-dir={notebooks}", *args])
+    if os.name != "nt" and os.geteuid() == 0 and "--allow-root" not in args:
+        args = [*args, "--allow-root"]  # containers often run as root; JupyterLab refuses it otherwise
+    print("\nJupyterLab démarre sur", notebooks, "(Ctrl+C pour arrêter).", flush=True)
+    return subprocess.call([str(py), "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebooks}", *args])
 
 
 def test(args: list[str]) -> int:
