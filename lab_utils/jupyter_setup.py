@@ -7,7 +7,6 @@ Used by Binder's ``postBuild`` and by ``python3 dev.py lab`` through
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -42,19 +41,27 @@ def config_dir(level: str) -> Path:
     return Path(sys.prefix) / "etc" / "jupyter" if level == "sys_prefix" else Path(jupyter_config_dir())
 
 
+def _merge_json(path: Path, update: dict) -> None:
+    """Merge ``update`` into the JSON file at ``path`` (created if missing), one level deep."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    for key, value in update.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+
+
 def configure_student_jupyter(level: str = "sys_prefix") -> Path:
-    """Disable the instructor plugins, keep Validate, write the student nbgrader config."""
-    for plugin in INSTRUCTOR_LAB_PLUGINS:
-        subprocess.run([sys.executable, "-m", "jupyter", "labextension", "disable", f"--level={level}", plugin],
-                       check=True, capture_output=True)
+    """Disable the instructor plugins, keep Validate, write the student nbgrader config.
+
+    Writes the files that ``jupyter labextension disable`` and ``jupyter server extension
+    disable`` would, directly: the latter refuses an extension enabled at another level.
+    """
     folder = config_dir(level)
-    # A file of jupyter_server_config.d read after nbgrader's own (names are read in order),
-    # written directly: `jupyter server extension disable --user` refuses extensions that
-    # were enabled at another level.
-    server = folder / "jupyter_server_config.d" / "tp3-student.json"
-    server.parent.mkdir(parents=True, exist_ok=True)
-    server.write_text(json.dumps(
-        {"ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}}, indent=1))
+    _merge_json(folder / "labconfig" / "page_config.json",
+                {"disabledExtensions": {name: True for name in INSTRUCTOR_LAB_PLUGINS}})
+    # Read after nbgrader's own jupyter_server_config.d/nbgrader.json (files are read in order).
+    _merge_json(folder / "jupyter_server_config.d" / "tp3-student.json",
+                {"ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}})
     path = folder / "nbgrader_config.py"
     path.write_text(STUDENT_NBGRADER_CONFIG)
     return path
