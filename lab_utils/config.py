@@ -28,7 +28,7 @@ def _check_float(name: str, value, minimum: float = 0.0, inclusive: bool = False
         ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
     if not ok:
         bound = ">=" if inclusive else ">"
-        raise ConfigError(f"{name} doit être un nombre fini {bound} {minimum:g}, obtenu {value!r}.")
+        raise ConfigError(f"{name} doit être un nombre {bound} {minimum:g}, obtenu {value!r}.")
 
 
 @dataclass(frozen=True)

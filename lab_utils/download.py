@@ -74,7 +74,8 @@ def verify(path: Path, remote: RemoteFile) -> None:
 
 
 def manual_steps(remote: RemoteFile, dest: Path) -> str:
-    what = f"décompressez-le et copiez le fichier {remote.member} " if remote.member else "copiez-le "
+    what = (f"décompressez-le et copiez le fichier {remote.member} " if remote.member
+            else f"copiez-le sous le nom {remote.filename} ")
     alt = f" (ou définissez {remote.env_var} vers le dossier qui le contient)" if remote.env_var else ""
     return (
         f"Étapes manuelles : téléchargez {remote.url} depuis une machine connectée, "
@@ -92,15 +93,16 @@ def fetch(
     lock_timeout: float = 600.0,
     progress: bool | None = None,
     replace_corrupt: bool = False,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> Path:
     """Return the path of the verified file in ``dest_dir``, downloading it if needed.
 
     Up to ``retries`` more attempts follow a network fault, after ``backoff``, then
-    twice as long each time (``sleep`` waits; tests pass a recorder). A file already in
-    ``dest_dir`` that fails verification raises ChecksumError, unless ``replace_corrupt``
-    (our own cache folder, never a folder the user gave): then it is moved aside to
-    ``.<name>.corrupt`` (one slot, for diagnosis) and downloaded again.
+    twice as long each time (``sleep`` waits, ``time.sleep`` by default; tests pass a
+    recorder). A file already in ``dest_dir`` that fails verification raises
+    ChecksumError, unless ``replace_corrupt`` (our own cache folder, never a folder the
+    user gave): then it is moved aside to ``.<name>.corrupt`` (one slot, for diagnosis)
+    and downloaded again.
     """
     dest = Path(dest_dir) / remote.filename
     if dest.exists() and _usable(dest, remote, replace_corrupt):
@@ -154,7 +156,7 @@ def _download_verified(remote, dest, *, retries, timeout, backoff, progress, sle
     last_error: Exception | None = None
     for attempt in range(retries + 1):
         if attempt:
-            sleep(backoff * 2 ** (attempt - 1))
+            (sleep or time.sleep)(backoff * 2 ** (attempt - 1))
         try:
             _download(remote.url, part, timeout=timeout, progress=progress)
             _finalise(part, remote, dest)

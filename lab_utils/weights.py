@@ -155,8 +155,16 @@ def _hub_download(ckpt: HubCheckpoint, offline: bool, endpoint: str, force: bool
     except Exception as err:  # network errors, offline cache miss, HTTP errors, read-only cache
         where = "dans le cache (mode hors ligne)" if offline else f"sur {endpoint}"
         raise DownloadError(
-            f"Poids GPT-2 introuvables {where} ({type(err).__name__}: {err}). {_manual_steps(ckpt, endpoint)}"
+            f"Poids GPT-2 introuvables {where} ({_root_cause(err)}). {_manual_steps(ckpt, endpoint)}"
         ) from err
+
+
+def _root_cause(err: BaseException) -> str:
+    """huggingface_hub wraps the HTTP error (a 404...) in a generic one: name the original."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    return (f"HTTP {status}, " if status else "") + f"{type(err).__name__}: {err}"
 
 
 # ----------------------------------------------------------------------------- mapping

@@ -160,7 +160,7 @@ def test_cut_connection_restarts_cleanly_when_server_ignores_range(server, tmp_p
 
 
 def test_stall_times_out_resumes_and_no_partial_file_is_visible(server, tmp_path):
-    server.routes[PATH] = Route(PAYLOAD, stall_after=65_536, stall_seconds=3)  # one whole read of 64 KiB
+    server.routes[PATH] = Route(PAYLOAD, stall_after=65_536, stall_seconds=10)  # one whole read of 64 KiB
     dest, part = tmp_path / "payload.bin", tmp_path / ".payload.bin.part"
     result = {}
     worker = threading.Thread(target=lambda: result.setdefault("path", _fetch(_remote(server), tmp_path, timeout=0.5)))
@@ -174,7 +174,7 @@ def test_stall_times_out_resumes_and_no_partial_file_is_visible(server, tmp_path
         time.sleep(0.01)
     worker.join()
     assert seen_partial and result["path"].read_bytes() == PAYLOAD
-    assert time.monotonic() - start < 2.5  # the stall was cut by the timeout, not waited out
+    assert time.monotonic() - start < 5  # the stall (10 s) was cut by the timeout (0.5 s), not waited out
     assert [r.range for r in server.requests] == [None, "bytes=65536-"]
 
 
@@ -412,3 +412,54 @@ def test_read_only_data_folder(server, tmp_path, monkeypatch, sms_zip):
             sms_spam_path(progress=False)
     finally:
         folder.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- tokenizer files
+
+@pytest.fixture
+def tiktoken_env(tmp_path, monkeypatch, server, shared):
+    """The tokenizer's two files served locally, an empty cache, tiktoken's registry cleared."""
+    import tiktoken.registry
+
+    from lab_utils import tokenizer
+
+    files = []
+    for remote in tokenizer.TIKTOKEN_FILES:
+        path = "/tiktoken/" + remote.url.rsplit("/", 1)[1]
+        server.routes[path] = Route((shared / "tiktoken_cache" / remote.filename).read_bytes())
+        files.append(replace(remote, url=server.url(path)))
+    monkeypatch.setattr(tokenizer, "TIKTOKEN_FILES", tuple(files))
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
+    return tokenizer.get_tokenizer.__wrapped__  # without lru_cache
+
+
+def test_tokenizer_files_are_fetched_with_retries_and_resume(server, tiktoken_env, tokenizer, monkeypatch, tmp_path):
+    delays = []
+    monkeypatch.setattr(time, "sleep", delays.append)
+    server.routes["/tiktoken/vocab.bpe"].cut_after = 200_000
+    server.routes["/tiktoken/encoder.json"].failures = [503]
+    fresh = tiktoken_env()
+    text = "Free entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005 😀"
+    assert fresh.encode_ordinary(text) == tokenizer.encode_ordinary(text)
+    assert [r.range for r in server.requests if r.path == "/tiktoken/vocab.bpe"] == [None, "bytes=200000-"]
+    assert server.count("/tiktoken/encoder.json") == 2 and delays == [1.0, 1.0]
+
+
+def test_tokenizer_offline_says_which_files_to_put_where(tiktoken_env, monkeypatch, tmp_path):
+    from lab_utils import tokenizer
+
+    port = _closed_port()
+    monkeypatch.setattr(tokenizer, "TIKTOKEN_FILES", tuple(
+        replace(f, url=f"http://127.0.0.1:{port}/{f.filename}") for f in tokenizer.TIKTOKEN_FILES))
+    delays = []
+    monkeypatch.setattr(time, "sleep", delays.append)
+    with pytest.raises(DownloadError) as err:
+        tiktoken_env()
+    message = str(err.value)
+    first = tokenizer.TIKTOKEN_FILES[0]
+    for part in ("Impossible de charger le tokenizer GPT-2", "après 5 tentatives", "Étapes manuelles",
+                 f"copiez-le sous le nom {first.filename} dans {tmp_path / 'tiktoken'}", "TIKTOKEN_CACHE_DIR"):
+        assert part in message
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+    assert _visible(tmp_path / "tiktoken") == []
