@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -105,7 +106,7 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+    except (SafetensorError, OSError, ValueError) as err:
         raise AdapterError(
             f"{path} n'est pas un adaptateur lisible ({err}) : fichier tronqué ou d'un autre format."
         ) from err
@@ -136,7 +137,7 @@ def _check_settings(path: Path, meta: dict[str, str]) -> None:
         targets = json.loads(meta["targets"])
     except ValueError as err:
         raise AdapterError(f"{path} : métadonnée illisible ({err}).") from None
-    if rank < 1 or not alpha > 0 or alpha == float("inf") or num_classes < 2:
+    if rank < 1 or not (math.isfinite(alpha) and alpha > 0) or num_classes < 2:
         raise AdapterError(
             f"{path} : réglages invalides rank={meta['rank']}, alpha={meta['alpha']}, "
             f"num_classes={meta['num_classes']} (attendu rank >= 1, alpha > 0 fini, au moins 2 classes)."
