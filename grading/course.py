@@ -57,20 +57,27 @@ def source_notebooks(root: Path) -> list[Path]:
 
 
 def completed_release(name: str, root: Path = HERE) -> dict:
-    """The release notebook ``name`` as a student would hand it in: each answer cell
-    replaced by the instructor's solution (solution markers removed). Test cells stay
-    as released (no hidden test)."""
+    """The release notebook ``name`` as a student hands it in: every cell to fill in (code
+    answers and written answers) holds the instructor's solution without its markers.
+    Test cells stay as released (no hidden test). Cells are matched by grade_id."""
     release = json.loads((REPO / "notebooks" / name).read_text())
-    solutions = {}
-    for cell in json.loads((root / "source" / ASSIGNMENT / name).read_text())["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        if meta.get("solution") and not meta.get("grade"):
-            lines = "".join(cell["source"]).splitlines(keepends=True)
-            solutions[meta["grade_id"]] = "".join(line for line in lines if line.strip() not in SOLUTION_MARKERS[:2])
+    solutions = {c["metadata"]["nbgrader"]["grade_id"]: c
+                 for c in json.loads((root / "source" / ASSIGNMENT / name).read_text())["cells"]
+                 if c["metadata"].get("nbgrader", {}).get("solution")}
+    replaced = 0
     for cell in release["cells"]:
-        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
-        if grade_id in solutions:
-            cell["source"] = solutions[grade_id]
+        meta = cell["metadata"].get("nbgrader", {})
+        if not meta.get("solution"):
+            continue
+        solution = solutions[meta["grade_id"]]
+        lines = "".join(solution["source"]).splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() not in SOLUTION_MARKERS[:2]]
+        if solution["cell_type"] != cell["cell_type"] or len(kept) != len(lines) - 2:
+            raise ValueError(f"{name}: cell {meta['grade_id']} is not one solution region of the same type")
+        cell["source"] = "".join(kept)
+        replaced += 1
+    if replaced != len(solutions):
+        raise ValueError(f"{name}: {len(solutions) - replaced} solution cells missing from the release")
     return release
 
 

@@ -41,6 +41,8 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "grading"))
+import course  # noqa: E402
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 NOTEBOOKS = ("tp3_partie1", "tp3_partie2")
@@ -88,34 +90,6 @@ def is_test_cell(cell: dict) -> bool:
 def _source(cell: dict) -> str:
     src = cell["source"]
     return src if isinstance(src, str) else "".join(src)
-
-
-def strip_solution_markers(source: str) -> str:
-    lines = source.splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")]
-    assert len(kept) == len(lines) - 2, f"expected one BEGIN/END SOLUTION pair in:\n{source}"
-    return "".join(kept)
-
-
-def completed_notebook(release: dict, instructor: dict) -> dict:
-    """``release`` as a student completes it: each cell to fill in (nbgrader ``solution``:
-    the code answers and the written answers, without which Validate reports "You did not
-    provide a response") gets the instructor's version without the solution markers.
-    Cells are matched by nbgrader grade_id."""
-    solutions = {_nbgrader(c)["grade_id"]: c for c in instructor["cells"] if _nbgrader(c).get("solution")}
-    nb = json.loads(json.dumps(release))
-    replaced = 0
-    for cell in nb["cells"]:
-        if _nbgrader(cell).get("solution"):
-            stub = "NotImplementedError" if cell["cell_type"] == "code" else "VOTRE RÉPONSE ICI"
-            assert stub in _source(cell), f"release cell {_nbgrader(cell)['grade_id']} without its stub"
-            solution = solutions[_nbgrader(cell)["grade_id"]]
-            assert solution["cell_type"] == cell["cell_type"]
-            cell["source"] = strip_solution_markers(_source(solution))
-            replaced += 1
-    assert replaced == len(solutions) > 0
-    assert any(is_answer_cell(c) for c in nb["cells"])
-    return nb
 
 
 def code_cells(nb: dict) -> list[dict]:
@@ -203,10 +177,8 @@ def lab(shared, tmp_path_factory):
     for folder in ("release", "completed"):
         (root / folder).mkdir(parents=True)
     for name in NOTEBOOKS:
-        release = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
-        instructor = json.loads((REPO / "grading" / "source" / "tp3" / f"{name}.ipynb").read_text())
-        _write_json(root / "release" / f"{name}.ipynb", release)
-        _write_json(root / "completed" / f"{name}.ipynb", completed_notebook(release, instructor))
+        _write_json(root / "release" / f"{name}.ipynb", json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text()))
+        _write_json(root / "completed" / f"{name}.ipynb", course.completed_release(f"{name}.ipynb"))
 
     # User settings: no news/update toast (no request leaves the machine, nothing covers the page).
     settings = tmp / "lab-settings"
