@@ -30,6 +30,12 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def venv_env() -> dict:
+    """The environment of an activated .venv: its scripts (jupyter, nbgrader, alembic...) first on PATH."""
+    scripts = venv_python().parent
+    return {**os.environ, "VIRTUAL_ENV": str(VENV), "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def run(*cmd, **kwargs) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
     subprocess.run([str(c) for c in cmd], check=True, **kwargs)
@@ -65,17 +71,21 @@ def install(extra: str) -> Path:
 
 def lab(args: list[str]) -> int:
     py = install("lab")
-    if subprocess.call([str(py), "-m", "lab_utils", "prefetch"], cwd=ROOT) != 0:
+    run(py, "-m", "lab_utils", "setup-jupyter", cwd=ROOT, env=venv_env())  # Validate on, instructor panels off
+    if subprocess.call([str(py), "-m", "lab_utils", "prefetch"], cwd=ROOT, env=venv_env()) != 0:
         print("Attention : certains fichiers n'ont pas pu être téléchargés (voir ci-dessus) ; "
               "les notebooks les redemanderont.")
     notebooks = ROOT / "notebooks"
-    print("\nJupyterLab démarre sur", notebooks, "(Ctrl+C pour arrêter).")
-    return subprocess.call([str(py), "-m", "jupyter", "lab", f"--notebook-dir={notebooks}", *args])
+    if os.name != "nt" and os.geteuid() == 0 and "--allow-root" not in args:
+        args = [*args, "--allow-root"]  # containers often run as root; JupyterLab refuses it otherwise
+    print("\nJupyterLab démarre sur", notebooks, "(Ctrl+C pour arrêter).", flush=True)
+    return subprocess.call([str(py), "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebooks}", *args],
+                           env=venv_env())
 
 
 def test(args: list[str]) -> int:
     py = install("dev")
-    return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT)
+    return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT, env=venv_env())
 
 
 def main() -> int:

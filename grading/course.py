@@ -36,8 +36,14 @@ RUN_DIR = "tp3_run"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 # What students get: release notebooks, the package, the environment. Nothing else.
-PUBLIC_FILES = ["lab_utils", "notebooks", "pyproject.toml", "environment.yml", "binder", "dev.py", "LICENSE"]
-STUDENT_README = REPO / "docs" / "README.student.md"
+PUBLIC_FILES = ["lab_utils", "notebooks", "pyproject.toml", "environment.yml", "postBuild", "dev.py", "LICENSE"]
+STUDENT_README = REPO / "docs" / "README.student.md"  # template: {{BINDER_URL}} is filled in
+PUBLIC_REPO = "tp3-lab/tp3-lora-spam"  # GitHub repository of the published student tree (Binder builds it)
+
+
+def binder_url(repo: str = PUBLIC_REPO) -> str:
+    """mybinder.org link that builds ``repo`` and opens the first notebook in JupyterLab."""
+    return f"https://mybinder.org/v2/gh/{repo}/HEAD?urlpath=lab/tree/notebooks/tp3_partie1.ipynb"
 INSTRUCTOR_ONLY = ("grading", "tests", "benchmarks", "source", "autograded", "feedback", "submitted", "release")
 
 
@@ -59,6 +65,31 @@ def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.Completed
 
 def source_notebooks(root: Path) -> list[Path]:
     return sorted((root / "source" / ASSIGNMENT).glob("*.ipynb"))
+
+
+def completed_release(name: str, root: Path = HERE) -> dict:
+    """The release notebook ``name`` as a student hands it in: every cell to fill in (code
+    answers and written answers) holds the instructor's solution without its markers.
+    Test cells stay as released (no hidden test). Cells are matched by grade_id."""
+    release = json.loads((REPO / "notebooks" / name).read_text())
+    solutions = {c["metadata"]["nbgrader"]["grade_id"]: c
+                 for c in json.loads((root / "source" / ASSIGNMENT / name).read_text())["cells"]
+                 if c["metadata"].get("nbgrader", {}).get("solution")}
+    replaced = 0
+    for cell in release["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if not meta.get("solution"):
+            continue
+        solution = solutions[meta["grade_id"]]
+        lines = "".join(solution["source"]).splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() not in SOLUTION_MARKERS[:2]]
+        if solution["cell_type"] != cell["cell_type"] or len(kept) != len(lines) - 2:
+            raise ValueError(f"{name}: cell {meta['grade_id']} is not one solution region of the same type")
+        cell["source"] = "".join(kept)
+        replaced += 1
+    if replaced != len(solutions):
+        raise ValueError(f"{name}: {len(solutions) - replaced} solution cells missing from the release")
+    return release
 
 
 def cmd_generate(args) -> None:
@@ -475,7 +506,7 @@ def cmd_publish(args) -> None:
                 "__pycache__", "*.pyc", ".ipynb_checkpoints", RUN_DIR, "*.egg-info"))
         elif src.exists():
             shutil.copy2(src, dest / name)
-    shutil.copy2(STUDENT_README, dest / "README.md")
+    (dest / "README.md").write_text(STUDENT_README.read_text().replace("{{BINDER_URL}}", binder_url(args.public_repo)))
     problems = verify_public_tree(dest, args.root)
     if problems:
         shutil.rmtree(dest)
@@ -518,6 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("publish")
     p.add_argument("dest")
+    p.add_argument("--public-repo", default=PUBLIC_REPO, help=f"owner/name on GitHub (default {PUBLIC_REPO})")
     p.set_defaults(func=cmd_publish)
     args = parser.parse_args(argv)
     args.root = args.root.resolve()

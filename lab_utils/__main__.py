@@ -1,4 +1,4 @@
-"""Command line: ``python -m lab_utils {prefetch,train,info,cache}``."""
+"""Command line: ``python -m lab_utils {prefetch,train,info,cache,setup-jupyter}``."""
 
 from __future__ import annotations
 
@@ -108,6 +108,14 @@ def cmd_cache(args) -> None:
         print(f"Supprimé : {cache_dir()}")
 
 
+def cmd_setup_jupyter(args) -> None:
+    from .jupyter_setup import INSTRUCTOR_LAB_PLUGINS, configure_student_jupyter
+
+    path = configure_student_jupyter(args.level)
+    print(f"JupyterLab pour les étudiants : Validate activé, {len(INSTRUCTOR_LAB_PLUGINS)} panneaux "
+          f"enseignant désactivés, configuration nbgrader écrite dans {path}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab_utils", description="TP3 : LoRA sur GPT-2 (spam SMS).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cache", help="où sont les fichiers téléchargés (et --clear pour les supprimer)")
     p.add_argument("--clear", action="store_true")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("setup-jupyter", help="JupyterLab pour les étudiants : Validate oui, panneaux enseignant non")
+    p.add_argument("--level", default="sys_prefix", choices=["sys_prefix", "user"])
+    p.set_defaults(func=cmd_setup_jupyter)
 
     args = parser.parse_args(argv)
     try:

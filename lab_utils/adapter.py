@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -91,11 +92,16 @@ def save_adapter(model: nn.Module, path: str | Path, base_model_id: str, extra: 
     return path
 
 
+REQUIRED_META = ("base_model", "base_fingerprint", "rank", "alpha", "targets", "num_classes")
+
+
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of an adapter file, checked to be one."""
+    """Tensors and metadata of an adapter file, checked to be one: our format tag,
+    complete and well-formed settings, float32 tensors with finite values."""
     path = Path(path)
     if not path.is_file():
-        raise AdapterError(f"Adaptateur introuvable : {path}.")
+        what = "c'est un dossier, attendu un fichier .safetensors" if path.is_dir() else "introuvable"
+        raise AdapterError(f"Adaptateur {path} : {what}.")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -109,7 +115,35 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             f"{path} : format attendu {FORMAT!r}, obtenu {meta.get('format')!r} "
             "(ce n'est pas un adaptateur LoRA de ce TP)."
         )
+    _check_settings(path, meta)
+    for name, tensor in tensors.items():
+        if tensor.dtype != torch.float32:
+            raise AdapterError(f"{path} : le tenseur {name!r} est en {tensor.dtype}, attendu torch.float32.")
+        if not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise AdapterError(
+                f"{path} : le tenseur {name!r} contient {bad} valeur(s) non finie(s) (NaN ou infini) : "
+                "l'entraînement a divergé (baissez le taux d'apprentissage) ou le fichier est abîmé."
+            )
     return tensors, meta
+
+
+def _check_settings(path: Path, meta: dict[str, str]) -> None:
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise AdapterError(f"{path} : métadonnées incomplètes, il manque {missing}.")
+    try:
+        rank, alpha, num_classes = int(meta["rank"]), float(meta["alpha"]), int(meta["num_classes"])
+        targets = json.loads(meta["targets"])
+    except ValueError as err:
+        raise AdapterError(f"{path} : métadonnée illisible ({err}).") from None
+    if rank < 1 or not (math.isfinite(alpha) and alpha > 0) or num_classes < 2:
+        raise AdapterError(
+            f"{path} : réglages invalides rank={meta['rank']}, alpha={meta['alpha']}, "
+            f"num_classes={meta['num_classes']} (attendu rank >= 1, alpha > 0 fini, au moins 2 classes)."
+        )
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        raise AdapterError(f"{path} : cibles LoRA attendues sous forme de liste de noms, obtenu {meta['targets']!r}.")
 
 
 def load_adapter(model: nn.Module, path: str | Path, base_model_id: str) -> nn.Module:
@@ -177,6 +211,8 @@ def _expected_shapes(model, rank: int, num_classes: int, targets: list[str]) -> 
             except AttributeError:
                 raise AdapterError(f"Cible LoRA {target!r} absente du modèle.") from None
             linear = getattr(layer, "linear", layer)
+            if not isinstance(linear, nn.Linear):
+                raise AdapterError(f"Cible LoRA {target!r} : attendu une couche linéaire, obtenu {type(linear).__name__}.")
             prefix = f"trf_blocks.{i}.{target}.lora"
             shapes[f"{prefix}.A"] = (linear.in_features, rank)
             shapes[f"{prefix}.B"] = (rank, linear.out_features)

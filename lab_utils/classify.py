@@ -7,7 +7,7 @@ same label and confidence alone or in any batch.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import torch
 
@@ -26,18 +26,41 @@ def _check_text(text, index: int | None = None) -> str:
     where = "" if index is None else f" (texte n° {index})"
     if not isinstance(text, str):
         raise InputError(f"Attendu un texte (str){where}, obtenu {type(text).__name__} : {text!r:.60}.")
-    if not text.strip():
-        raise InputError(f"Le texte{where} est vide : écrivez un message à classer.")
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+        raise InputError(
+            f"Le texte{where} est vide (ou n'a aucun caractère visible) : écrivez un message à classer."
+        )
     return text
+
+
+def _check_model(model, tokenizer) -> None:
+    """Catch swapped arguments and a model without its 2-class head, with a clear message."""
+    head = getattr(model, "out_head", None)
+    if not isinstance(model, torch.nn.Module) or head is None or not hasattr(tokenizer, "encode_ordinary"):
+        raise InputError(
+            "Arguments attendus : (textes, model, tokenizer, device), obtenu model="
+            f"{type(model).__name__}, tokenizer={type(tokenizer).__name__}."
+        )
+    if head.out_features != len(LABELS):
+        raise InputError(
+            f"Le modèle a {head.out_features} sorties, attendu {len(LABELS)} (ham, spam) : "
+            "utilisez le classifieur (build_classifier ou replace_head), pas le modèle de langue."
+        )
 
 
 @torch.inference_mode()
 def classify_texts(texts: Sequence[str], model, tokenizer, device: str | torch.device = "cpu",
                    batch_size: int = 32, precision: str = "fp32") -> list[Prediction]:
     """Predictions for several texts, in order. Texts longer than the model's context
-    are cut to their first ``context_length`` tokens."""
+    are cut to their first ``context_length`` tokens. ``<|endoftext|>`` in a text is
+    read as plain characters, never as the special token."""
     if isinstance(texts, str):
         raise InputError("classify_texts attend une liste de textes ; pour un seul texte, utilisez classify_text.")
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise InputError(f"classify_texts attend une liste de textes (str), obtenu {type(texts).__name__}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size doit être un entier >= 1, obtenu {batch_size!r}.")
+    _check_model(model, tokenizer)
     texts = [_check_text(t, i) for i, t in enumerate(texts)]
     max_length = model.cfg.context_length
     encoded = [encode(t, tokenizer, max_length) for t in texts]

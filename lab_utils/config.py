@@ -6,6 +6,7 @@ in French (students read these messages) with the expected and the given value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from .errors import ConfigError
@@ -24,8 +25,8 @@ def _check_int(name: str, value, minimum: int = 1) -> None:
 def _check_float(name: str, value, minimum: float = 0.0, inclusive: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
-        ok = value >= minimum if inclusive else value > minimum
-    if not ok or value != value:  # value != value catches NaN
+        ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+    if not ok:
         bound = ">=" if inclusive else ">"
         raise ConfigError(f"{name} doit être un nombre {bound} {minimum:g}, obtenu {value!r}.")
 

@@ -5,6 +5,7 @@ Labels are integers: 0 = ham, 1 = spam (``LABELS[i]`` gives the name).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +29,20 @@ SMS_SPAM = RemoteFile(
 
 
 def sms_spam_path(download: bool = True, **fetch_kwargs) -> Path:
-    """Path of the verified ``SMSSpamCollection`` file, downloaded on first use."""
-    path = data_dir() / SMS_SPAM.filename
-    if path.exists() or not download:
+    """Path of the verified ``SMSSpamCollection`` file, downloaded on first use.
+
+    A corrupt copy in the lab's own cache is moved aside and downloaded again; one in
+    a folder named by ``$TP3_DATA_DIR`` belongs to the user and is only reported.
+    """
+    folder = data_dir()
+    path = folder / SMS_SPAM.filename
+    if not download:
         if not path.exists():
             raise DataError(f"{path} est introuvable (téléchargement désactivé).")
         verify(path, SMS_SPAM)
         return path
-    return fetch(SMS_SPAM, data_dir(), **fetch_kwargs)
+    fetch_kwargs.setdefault("replace_corrupt", not os.environ.get(ENV_DATA_DIR, "").strip())
+    return fetch(SMS_SPAM, folder, **fetch_kwargs)
 
 
 def read_sms_spam(path: str | Path | None = None) -> pd.DataFrame:

@@ -3,21 +3,27 @@
 A file is only ever visible under its final name once its SHA-256 matched: the
 bytes go to a ``.part`` file first, which an interrupted download resumes (HTTP
 Range) and a corrupt one restarts. A lock keeps two kernels from writing the
-same file at once.
+same file at once. Network faults (refused connection, timeout, cut connection,
+HTTP 408/429/5xx) are retried with exponential back-off; other HTTP errors (404...)
+and local write errors (disk full) are reported at once, since retrying cannot help.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from filelock import FileLock, Timeout
 
@@ -45,8 +51,14 @@ def sha256sum(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})  # worth another try
+LOCAL_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES})
+
+
 def verify(path: Path, remote: RemoteFile) -> None:
     """Raise ChecksumError unless ``path`` has the published size and SHA-256."""
+    if not path.is_file():
+        raise ChecksumError(f"{path} existe mais n'est pas un fichier : déplacez-le ou supprimez-le.")
     size = path.stat().st_size
     if remote.size is not None and size != remote.size:
         raise ChecksumError(
@@ -62,7 +74,8 @@ def verify(path: Path, remote: RemoteFile) -> None:
 
 
 def manual_steps(remote: RemoteFile, dest: Path) -> str:
-    what = f"décompressez-le et copiez le fichier {remote.member} " if remote.member else "copiez-le "
+    what = (f"décompressez-le et copiez le fichier {remote.member} " if remote.member
+            else f"copiez-le sous le nom {remote.filename} ")
     alt = f" (ou définissez {remote.env_var} vers le dossier qui le contient)" if remote.env_var else ""
     return (
         f"Étapes manuelles : téléchargez {remote.url} depuis une machine connectée, "
@@ -79,11 +92,20 @@ def fetch(
     backoff: float = 1.0,
     lock_timeout: float = 600.0,
     progress: bool | None = None,
+    replace_corrupt: bool = False,
+    sleep: Callable[[float], None] | None = None,
 ) -> Path:
-    """Return the path of the verified file in ``dest_dir``, downloading it if needed."""
+    """Return the path of the verified file in ``dest_dir``, downloading it if needed.
+
+    Up to ``retries`` more attempts follow a network fault, after ``backoff``, then
+    twice as long each time (``sleep`` waits, ``time.sleep`` by default; tests pass a
+    recorder). A file already in ``dest_dir`` that fails verification raises
+    ChecksumError, unless ``replace_corrupt`` (our own cache folder, never a folder the
+    user gave): then it is moved aside to ``.<name>.corrupt`` (one slot, for diagnosis)
+    and downloaded again.
+    """
     dest = Path(dest_dir) / remote.filename
-    if dest.exists():
-        verify(dest, remote)
+    if dest.exists() and _usable(dest, remote, replace_corrupt):
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -97,34 +119,77 @@ def fetch(
     except OSError as err:
         raise DownloadError(f"Impossible d'écrire dans {dest.parent} ({err}). {manual_steps(remote, dest)}") from err
     try:
-        if dest.exists():  # another process finished it while we waited for the lock
-            verify(dest, remote)
-            return dest
-        _download_verified(remote, dest, retries=retries, timeout=timeout, backoff=backoff, progress=progress)
+        if dest.exists():  # another process may have finished it while we waited for the lock
+            if _usable(dest, remote, replace_corrupt):
+                return dest
+            _move_aside(dest)
+        _download_verified(remote, dest, retries=retries, timeout=timeout, backoff=backoff,
+                           progress=progress, sleep=sleep)
         return dest
     finally:
         lock.release()
 
 
-def _download_verified(remote, dest, *, retries, timeout, backoff, progress) -> None:
+def _usable(dest: Path, remote: RemoteFile, replace_corrupt: bool) -> bool:
+    """True if ``dest`` verifies; False if it is corrupt and may be replaced; else raise."""
+    try:
+        verify(dest, remote)
+        return True
+    except ChecksumError:
+        if replace_corrupt:
+            return False
+        raise
+
+
+def _move_aside(dest: Path) -> None:
+    aside = dest.with_name(f".{dest.name}.corrupt")
+    try:
+        os.replace(dest, aside)
+    except OSError as err:
+        raise ChecksumError(f"{dest} est corrompu et ne peut pas être déplacé ({err}) : supprimez-le.") from err
+    warnings.warn(f"{dest} était corrompu (SHA-256 différent) : déplacé vers {aside}, nouveau téléchargement.",
+                  stacklevel=3)
+
+
+def _download_verified(remote, dest, *, retries, timeout, backoff, progress, sleep) -> None:
     part = dest.with_name(f".{dest.name}.part")
     last_error: Exception | None = None
     for attempt in range(retries + 1):
         if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
+            (sleep or time.sleep)(backoff * 2 ** (attempt - 1))
         try:
             _download(remote.url, part, timeout=timeout, progress=progress)
             _finalise(part, remote, dest)
             return
+        except urllib.error.HTTPError as err:
+            if err.code not in RETRY_STATUSES:
+                raise DownloadError(
+                    f"{remote.url} : le serveur répond HTTP {err.code} ({err.reason}) ; le fichier "
+                    f"n'est pas (ou plus) à cette adresse, réessayer n'y changera rien. "
+                    f"{manual_steps(remote, dest)}"
+                ) from err
+            last_error = err
         except (ChecksumError, zipfile.BadZipFile) as err:
             part.unlink(missing_ok=True)  # wrong bytes: resuming would keep them
             last_error = err
-        except (urllib.error.URLError, OSError) as err:  # network: keep .part, resume next time
+        except OSError as err:
+            if err.errno in LOCAL_WRITE_ERRORS:  # disk full, read-only: retrying cannot help
+                where = f" (ou définissez {remote.env_var} vers un autre dossier)" if remote.env_var else ""
+                raise DownloadError(
+                    f"Impossible d'écrire {part} ({err}). Libérez de la place ou donnez les droits "
+                    f"d'écriture sur {dest.parent}{where}, puis relancez : le téléchargement reprendra."
+                ) from err
+            last_error = err  # network (refused, timeout, cut): keep .part, resume next time
+        except http.client.HTTPException as err:  # malformed answer
             last_error = err
-    raise DownloadError(
+    if isinstance(last_error, (ChecksumError, zipfile.BadZipFile)):
+        error, hint = ChecksumError, ("Le serveur a envoyé un contenu différent du fichier attendu "
+                                      "(proxy ou portail de connexion Wi-Fi ?).")
+    else:
+        error, hint = DownloadError, "Vérifiez la connexion internet."
+    raise error(
         f"Échec du téléchargement de {remote.url} après {retries + 1} tentatives "
-        f"({type(last_error).__name__}: {last_error}). Vérifiez la connexion internet. "
-        f"{manual_steps(remote, dest)}"
+        f"({type(last_error).__name__}: {last_error}). {hint} {manual_steps(remote, dest)}"
     ) from last_error
 
 

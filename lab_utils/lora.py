@@ -106,24 +106,34 @@ def add_lora(model: nn.Module, cfg: LoRAConfig | None = None, seed: int | None =
     if blocks is None:
         raise ConfigError("add_lora attend un GPTModel (attribut trf_blocks introuvable).")
 
-    wrapped = []
+    sites = []  # check every target before wrapping any, so a bad config leaves the model as it was
+    for i, block in enumerate(blocks):
+        for target in cfg.targets:
+            parent_name, _, attr = target.rpartition(".")
+            try:
+                parent = block.get_submodule(parent_name) if parent_name else block
+            except AttributeError:
+                parent = None
+            linear = getattr(parent, attr, None)
+            if not isinstance(linear, nn.Linear):
+                raise ConfigError(
+                    f"Cible LoRA {target!r} : attendu un nn.Linear dans trf_blocks.{i}, "
+                    f"obtenu {type(linear).__name__}."
+                )
+            if cfg.rank > min(linear.in_features, linear.out_features):
+                raise ConfigError(
+                    f"LoRAConfig.rank doit être <= {min(linear.in_features, linear.out_features)} "
+                    f"(plus petite dimension de {target}, {linear.in_features} x {linear.out_features}), "
+                    f"obtenu {cfg.rank} : au-delà, la mise à jour n'est plus de rang faible."
+                )
+            sites.append((parent, attr, linear, f"trf_blocks.{i}.{target}"))
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        for i, block in enumerate(blocks):
-            for target in cfg.targets:
-                parent_name, _, attr = target.rpartition(".")
-                parent = block.get_submodule(parent_name) if parent_name else block
-                linear = getattr(parent, attr, None)
-                if not isinstance(linear, nn.Linear):
-                    raise ConfigError(
-                        f"Cible LoRA {target!r} : attendu un nn.Linear dans trf_blocks.{i}, "
-                        f"obtenu {type(linear).__name__}."
-                    )
-                with torch.device(linear.weight.device):
-                    wrapper = LinearWithLoRA(linear, cfg.rank, cfg.alpha)
-                setattr(parent, attr, wrapper)
-                wrapped.append(f"trf_blocks.{i}.{target}")
+        for parent, attr, linear, _ in sites:
+            with torch.device(linear.weight.device):
+                setattr(parent, attr, LinearWithLoRA(linear, cfg.rank, cfg.alpha))
+    wrapped = [name for *_, name in sites]
     freeze_base(model)
     n_lora = sum(p.numel() for m in lora_layers(model).values() for p in m.lora.parameters())
     return LoRAReport(tuple(wrapped), cfg.rank, cfg.alpha, n_lora)

@@ -13,23 +13,41 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ConfigError
+
 ENV_CACHE_DIR = "TP3_CACHE_DIR"
 ENV_DATA_DIR = "TP3_DATA_DIR"
 
 
+def _env_dir(name: str) -> Path | None:
+    """The folder named by environment variable ``name`` (None if unset or empty).
+
+    It may not exist yet (it is created when needed), but must not be a file.
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(
+            f"{name} doit désigner un dossier, obtenu {value!r}, qui est un fichier. "
+            f"Donnez le dossier qui le contient ({str(path.parent)!r}) ou supprimez {name}."
+        )
+    return path
+
+
 def cache_dir() -> Path:
     """Root of the lab's caches."""
-    env = os.environ.get(ENV_CACHE_DIR)
+    env = _env_dir(ENV_CACHE_DIR)
     if env:
-        return Path(env).expanduser()
+        return env
     xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(xdg).expanduser() / "tp3"
 
 
 def data_dir() -> Path:
     """Folder holding ``SMSSpamCollection``."""
-    env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).expanduser() if env else cache_dir() / "data"
+    return _env_dir(ENV_DATA_DIR) or cache_dir() / "data"
 
 
 def tiktoken_dir() -> Path:

@@ -3,12 +3,25 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .train import History
+
+
+class LabFigure(Figure):
+    """A Figure that Jupyter shows as a PNG image even if the inline backend is not active.
+
+    Without pyplot, IPython has no PNG formatter for figures until ``%matplotlib inline``
+    runs: a notebook would print "<Figure size 800x400 with 1 Axes>" instead of the plot."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
 
 
 def moving_average(values, window: int = 10) -> np.ndarray:
@@ -24,7 +37,7 @@ def moving_average(values, window: int = 10) -> np.ndarray:
 
 def plot_loss(history: History, window: int = 10, title: str = "Perte d'entraînement par lot") -> Figure:
     """Per-batch training loss, raw and smoothed, with validation points if any."""
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = LabFigure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
     steps = np.arange(1, history.num_batches + 1)
     ax.plot(steps, history.batch_losses, color="tab:blue", alpha=0.35, lw=1, label="perte du lot")
@@ -45,7 +58,7 @@ def plot_accuracies(history: History, accuracies: Mapping[str, float],
 
     ``accuracies`` maps split names (``train``, ``val``, ``test``) to values in [0, 1].
     """
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = LabFigure(figsize=(10, 4), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     steps = np.arange(1, history.num_batches + 1)
     left.plot(steps, np.asarray(history.running_train_acc) * 100, color="tab:blue",
@@ -86,7 +99,7 @@ def plot_parameter_counts(models=("gpt2-small", "gpt2-medium"), num_classes: int
             counts[key] += p.numel()
         for key in parts:
             parts[key].append(counts[key] / 1e6)
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = LabFigure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
     bottom = np.zeros(len(models))
     for (key, values), color in zip(parts.items(), ["tab:gray", "tab:blue", "tab:orange", "tab:red"]):

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .loaders import Batch
-from .memory import return_freed_memory
+from .memory import return_freed_memory, trim
 from .progress import progress_bar
 
 
@@ -133,6 +133,7 @@ def train_classifier(
             _record_validation(history, model, val_loader, device, cfg, history.num_batches)
     history.seconds = time.perf_counter() - start
     model.eval()
+    trim()
     return history
 
 
@@ -160,6 +161,7 @@ def evaluate(model, loader: DataLoader, device: str | torch.device = "cpu",
         correct += (logits.argmax(-1) == batch.labels).sum().item()
         n += len(batch.labels)
     model.train(was_training)
+    trim()
     if n == 0:
         return EvalResult(math.nan, math.nan, 0)
     return EvalResult(total_loss / n, correct / n, n)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .paths import cache_dir, hf_hub_dir
 from .progress import progress_enabled
 
 ENV_WEIGHTS_FILE = "TP3_GPT2_WEIGHTS"  # path of a manually downloaded model.safetensors
+HUB = "https://huggingface.co"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,10 @@ class HubCheckpoint:
 
     @property
     def url(self) -> str:
-        return f"https://huggingface.co/{self.repo_id}/resolve/{self.revision}/{self.filename}"
+        return self.url_at(HUB)
+
+    def url_at(self, endpoint: str) -> str:
+        return f"{endpoint.rstrip('/')}/{self.repo_id}/resolve/{self.revision}/{self.filename}"
 
     @property
     def model_id(self) -> str:
@@ -84,46 +89,82 @@ def _verified(path: Path, ckpt: HubCheckpoint) -> Path:
     return path
 
 
-def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None = None) -> Path:
+def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None = None,
+                          endpoint: str | None = None) -> Path:
     """Path of the verified ``model.safetensors``, downloaded on first use.
 
-    huggingface_hub resumes interrupted downloads, shows a progress bar, writes
-    atomically and locks against concurrent downloads; we check the SHA-256.
-    ``offline`` (default: ``$HF_HUB_OFFLINE``) only looks in the cache.
+    huggingface_hub writes through a temporary file renamed into place, locks against
+    concurrent downloads and resumes a cut connection (HTTP Range); we check the
+    SHA-256. A cached copy that fails the check is downloaded again once (it is only a
+    copy of a public file in our cache); a file given by ``$TP3_GPT2_WEIGHTS`` is the
+    user's, and is only reported. ``offline`` (default: ``$HF_HUB_OFFLINE``) only looks
+    in the cache; ``endpoint`` (default: ``$HF_ENDPOINT``) names a Hub mirror.
     """
     ckpt = _checkpoint(model_name)
-    manual = os.environ.get(ENV_WEIGHTS_FILE)
+    manual = os.environ.get(ENV_WEIGHTS_FILE, "").strip()
     if manual:
         path = Path(manual).expanduser()
         if not path.is_file():
-            raise DownloadError(f"{ENV_WEIGHTS_FILE}={manual} : fichier introuvable.")
+            what = "c'est un dossier" if path.is_dir() else "fichier introuvable"
+            raise DownloadError(
+                f"{ENV_WEIGHTS_FILE}={manual} : {what}. Attendu le chemin du fichier "
+                f"{ckpt.filename} ({ckpt.size} octets) téléchargé depuis {ckpt.url}."
+            )
         return _verified(path, ckpt)
-
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     if offline is None:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    (disable_progress_bars if not progress_enabled() else enable_progress_bars)()
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or HUB).rstrip("/")
+    path = _hub_download(ckpt, offline, endpoint)
     try:
-        path = Path(hf_hub_download(
-            ckpt.repo_id, ckpt.filename, revision=ckpt.revision,
-            cache_dir=hf_hub_dir(), local_files_only=offline,
-        ))
-    except Exception as err:  # network errors, offline cache miss, HTTP errors
-        where = "dans le cache (mode hors ligne)" if offline else "sur le Hub"
-        raise DownloadError(
-            f"Poids GPT-2 introuvables {where} ({type(err).__name__}: {err}). "
-            f"Étapes manuelles : téléchargez {ckpt.url} ({ckpt.size / 1e6:.0f} Mo) depuis une "
-            f"machine connectée, puis définissez {ENV_WEIGHTS_FILE}=/chemin/vers/model.safetensors, "
-            f"ou lancez « python -m lab_utils prefetch » avec internet."
-        ) from err
+        return _verified(path, ckpt)
+    except ChecksumError as err:
+        if offline:
+            raise ChecksumError(
+                f"{err} Relancez avec internet pour le retélécharger, ou supprimez le cache {hf_hub_dir()}."
+            ) from err
+        warnings.warn(f"Poids GPT-2 du cache corrompus ({path}) : nouveau téléchargement.", stacklevel=2)
+    path = _hub_download(ckpt, offline, endpoint, force=True)
     try:
         return _verified(path, ckpt)
     except ChecksumError as err:
         raise ChecksumError(
-            f"{err} Supprimez le cache {hf_hub_dir()} puis relancez « python -m lab_utils prefetch »."
+            f"{err} Le fichier retéléchargé depuis {ckpt.url_at(endpoint)} ne correspond toujours pas "
+            f"(miroir ou proxy qui modifie le contenu ?). {_manual_steps(ckpt, endpoint)}"
         ) from err
+
+
+def _manual_steps(ckpt: HubCheckpoint, endpoint: str) -> str:
+    return (
+        f"Étapes manuelles : téléchargez {ckpt.url_at(endpoint)} ({ckpt.size / 1e6:.0f} Mo) depuis une "
+        f"machine connectée, puis définissez {ENV_WEIGHTS_FILE}=/chemin/vers/{ckpt.filename}, "
+        f"ou lancez « python -m lab_utils prefetch » avec internet."
+    )
+
+
+def _hub_download(ckpt: HubCheckpoint, offline: bool, endpoint: str, force: bool = False) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    (disable_progress_bars if not progress_enabled() else enable_progress_bars)()
+    try:
+        return Path(hf_hub_download(
+            ckpt.repo_id, ckpt.filename, revision=ckpt.revision, cache_dir=hf_hub_dir(),
+            local_files_only=offline, endpoint=endpoint, force_download=force,
+        ))
+    except Exception as err:  # network errors, offline cache miss, HTTP errors, read-only cache
+        where = "dans le cache (mode hors ligne)" if offline else f"sur {endpoint}"
+        raise DownloadError(
+            f"Poids GPT-2 introuvables {where} ({_root_cause(err)}). {_manual_steps(ckpt, endpoint)}"
+        ) from err
+
+
+def _root_cause(err: BaseException) -> str:
+    """huggingface_hub wraps the HTTP error (a 404...) in a generic one: name the original."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    return (f"HTTP {status}, " if status else "") + f"{type(err).__name__}: {err}"
 
 
 # ----------------------------------------------------------------------------- mapping

@@ -197,3 +197,48 @@ def test_committed_release_is_current():
     out = subprocess.run([sys.executable, str(REPO / "grading" / "course.py"), "check-release"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + out.stdout
+
+
+def test_zip_collect_puts_each_archive_in_its_student_folder(graded, tmp_path):
+    import zipfile
+
+    complete = graded / "submitted" / "complete" / "tp3"
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    for student, prefix in (("zoe", ""), ("yann", "TP3 rendu/")):  # flat, and inside one folder
+        with zipfile.ZipFile(zips / f"{student}.zip", "w") as z:
+            for path in complete.rglob("*"):
+                if path.is_file() and path.suffix in (".ipynb", ".safetensors", ".json"):
+                    z.write(path, prefix + str(path.relative_to(complete)))
+    out = _course_cli(graded, "collect", "--zips", str(zips))
+    assert out.returncode == 0, out.stderr[-2000:]
+    for student in ("zoe", "yann"):
+        folder = graded / "submitted" / student / "tp3"
+        assert sorted(p.name for p in folder.glob("*.ipynb")) == ["tp3_partie1.ipynb", "tp3_partie2.ipynb"]
+        assert (folder / "tp3_run" / "adapter.safetensors").read_bytes() == \
+            (complete / "tp3_run" / "adapter.safetensors").read_bytes()
+
+
+def test_publish_builds_a_clean_student_tree(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "grading" / "course.py"), "publish", str(tmp_path / "pub"),
+                          "--public-repo", "someone/tp3"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr + out.stdout
+    pub = tmp_path / "pub"
+    top = sorted(p.name for p in pub.iterdir())
+    assert top == sorted(["LICENSE", "README.md", "dev.py", "environment.yml", "lab_utils", "notebooks",
+                          "postBuild", "pyproject.toml"])
+    assert "https://mybinder.org/v2/gh/someone/tp3/HEAD" in (pub / "README.md").read_text()
+    assert not course.verify_public_tree(pub, REPO / "grading")
+
+
+def test_publish_refuses_a_tree_that_would_leak(tmp_path):
+    pub = tmp_path / "pub"
+    shutil.copytree(REPO / "notebooks", pub / "notebooks")
+    secret = sorted(course.hidden_lines(REPO / "grading"))[0]
+    (pub / "notebooks" / "notes.md").write_text(f"copied from the source: {secret}\n")
+    shutil.copy2(REPO / "grading" / "source" / "tp3" / "tp3_partie1.ipynb", pub / "notebooks" / "x.ipynb")
+    (pub / "gradebook.db").write_bytes(b"")
+    problems = "\n".join(course.verify_public_tree(pub, REPO / "grading"))
+    assert "notes.md: contains 1 line(s) of solutions or hidden tests" in problems
+    assert "x.ipynb: contains '### BEGIN SOLUTION'" in problems
+    assert "gradebook.db: gradebook or run folder" in problems
