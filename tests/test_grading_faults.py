@@ -127,11 +127,16 @@ def test_answer_codec_round_trip():
     from matplotlib.figure import Figure
 
     pred = namedtuple("Prediction", "label confidence")
+    from lab_utils.plots import LabFigure  # a Figure subclass, as the lab's plots return
+
     fig = Figure()
     fig.add_subplot().plot([3.0, 2.0, 1.0])
+    lab_fig = LabFigure()
+    lab_fig.add_subplot().plot([1.0, 2.0])
     values = {"i": 7, "f": 0.25, "b": True, "s": "spam", "n": None, "nan": math.nan, "inf": -math.inf,
               "pairs": [("a", "spam")], "preds": [pred("ham", 0.9)], "np64": np.int64(3), "arr": np.arange(3),
-              "t": torch.tensor([1.5]), "set": {1, 2}, "d": {"k": [1]}, "fig": fig, "obj": object()}
+              "t": torch.tensor([1.5]), "set": {1, 2}, "d": {"k": [1]}, "fig": fig, "lab_fig": lab_fig,
+              "obj": object()}
     ns = {}
     exec(answers.encoder_source(), ns)
     text = eval(answers.capture_expression([*values, "missing"]), {**ns, "globals": lambda: values})
@@ -144,6 +149,7 @@ def test_answer_codec_round_trip():
     assert got["np64"] == 3 and isinstance(got["np64"], np.int64)
     assert list(got["arr"]) == [0, 1, 2] and torch.equal(got["t"], values["t"])
     assert isinstance(got["fig"], Figure) and list(got["fig"].axes[0].lines[0].get_ydata()) == [3.0, 2.0, 1.0]
+    assert list(got["lab_fig"].axes[0].lines[0].get_ydata()) == [1.0, 2.0]
     assert isinstance(got["obj"], answers.Opaque) and got["obj"] != got["obj"]
 
 

@@ -22,7 +22,7 @@ import time
 import huggingface_hub.constants
 import pytest
 import torch
-from safetensors.torch import save, save_file
+from safetensors.torch import save
 
 from http_server import FileServer, Route
 from lab_utils import weights

@@ -10,5 +10,8 @@ visible from a student's kernel).
 - ``answers``: which answers a test cell reads, and a value-only codec for them;
 - ``verify``: the trusted re-verification of every test cell that scored, outside the
   student's kernel;
+- ``grade``: one submission graded end to end (what ``course.py autograde`` loops over);
 - ``notes``: the French explanations written into graded notebooks (shown by the feedback).
 """
+
+ASSIGNMENT = "tp3"  # the nbgrader assignment (grading/source/tp3)

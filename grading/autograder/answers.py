@@ -125,7 +125,8 @@ def encode_answers(namespace, names, max_chars=MAX_CHARS):
             return {"__set__": [enc(v, depth + 1) for v in x]}
         if isinstance(x, dict):
             return {"__dict__": [[enc(k, depth + 1), enc(v, depth + 1)] for k, v in x.items()]}
-        if type(x).__module__.startswith("matplotlib.") and type(x).__name__ == "Figure":
+        if any(k.__module__ == "matplotlib.figure" and k.__name__ == "Figure" for k in type(x).__mro__):
+            # Figure and its subclasses (lab_utils.plots.LabFigure)
             axes = []
             for ax in x.axes:
                 lines = []

@@ -36,8 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from autograder import ASSIGNMENT
+
 GRADING_DIR = Path(__file__).resolve().parents[1]
-ASSIGNMENT = "tp3"
 
 
 # ----------------------------------------------------------------------------- replay (child)
