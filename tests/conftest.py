@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,16 @@ def shared() -> Path:
     if not (SHARED / "data" / "SMSSpamCollection").is_file():
         pytest.fail(f"{SHARED} must hold data/SMSSpamCollection and tiktoken_cache/ (set TP3_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def sms_zip(shared) -> bytes:
+    """The shared SMS file packed as UCI publishes it (a zip with the file and a readme)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.write(shared / "data" / "SMSSpamCollection", "SMSSpamCollection")
+        z.writestr("readme", "SMS Spam Collection v.1")
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
-import zipfile
 from dataclasses import replace
 
 import pandas as pd
@@ -91,17 +89,9 @@ def test_shared_file_passes_checksum(shared):
     assert sms_spam_path().samefile(shared / "data" / "SMSSpamCollection")
 
 
-def _zip_of(shared) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.write(shared / "data" / "SMSSpamCollection", "SMSSpamCollection")
-        z.writestr("readme", "SMS Spam Collection v.1")
-    return buffer.getvalue()
-
-
-def test_download_extracts_and_verifies(tmp_path, shared):
+def test_download_extracts_and_verifies(tmp_path, sms_zip):
     with FileServer() as server:
-        server.routes["/sms.zip"] = Route(_zip_of(shared))
+        server.routes["/sms.zip"] = Route(sms_zip)
         path = fetch(replace(SMS_SPAM, url=server.url("/sms.zip")), tmp_path, progress=False)
     assert path == tmp_path / "SMSSpamCollection"
     assert sha256sum(path) == SMS_SPAM.sha256

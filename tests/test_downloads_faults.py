@@ -72,15 +72,6 @@ def server():
         yield s
 
 
-@pytest.fixture(scope="module")
-def sms_zip(shared) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.write(shared / "data" / "SMSSpamCollection", "SMSSpamCollection")
-        z.writestr("readme", "SMS Spam Collection v.1")
-    return buffer.getvalue()
-
-
 # ----------------------------------------------------------------------------- network down, HTTP errors
 
 def _closed_port() -> int:
