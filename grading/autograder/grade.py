@@ -129,6 +129,13 @@ def set_aside_unreadable(folder: Path) -> list[str]:
     return names
 
 
+def gradebook(root: Path):
+    """The course's nbgrader gradebook (a context manager)."""
+    from nbgrader.api import Gradebook
+
+    return Gradebook(f"sqlite:///{root / 'gradebook.db'}")
+
+
 def _test_grades(gb, notebook) -> list:
     solutions = {c.name for c in notebook.notebook.solution_cells}
     return [g for g in notebook.grades if g.cell_type == "code" and g.name not in solutions]
@@ -138,13 +145,12 @@ def zero_unfinished(root: Path, student: str, reason: str, removed: list[str]) -
     """Every notebook nbgrader did not grade to the end (killed, failed) gets zero for its
     tests, with a graded notebook saying why (for the feedback). Returns their names."""
     import nbformat
-    from nbgrader.api import Gradebook
 
     from autograder.notes import META_KEY, add_note, error_output, is_test_cell
     from autograder.repair import Reference, repair_notebook, source_order
 
     cut = []
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with gradebook(root) as gb:
         gb.update_or_create_student(student)
         submission = gb.update_or_create_submission(ASSIGNMENT, student)
         for sub_nb in submission.notebooks:
@@ -207,9 +213,7 @@ def zero_unfinished(root: Path, student: str, reason: str, removed: list[str]) -
 
 def withdraw_all(root: Path, student: str, reason: str) -> None:
     """Fail closed: no automatic point stands unverified."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with gradebook(root) as gb:
         for sub_nb in gb.find_submission(ASSIGNMENT, student).notebooks:
             for grade in _test_grades(gb, sub_nb):
                 if (grade.auto_score or 0) > 0:
@@ -219,9 +223,9 @@ def withdraw_all(root: Path, student: str, reason: str) -> None:
 
 
 def auto_score(root: Path, student: str) -> tuple[float, float]:
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with gradebook(root) as gb:
         try:
             sub = gb.find_submission(ASSIGNMENT, student)
         except MissingEntry:
