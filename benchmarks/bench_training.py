@@ -10,12 +10,14 @@ on GPT-2 small's architecture with random weights (speed does not depend on thei
 LoRA rank 8 on the 72 block linears, batch size 8, the real deduplicated balanced split.
 
 - baseline: the classic recipe: every batch padded to the longest training message,
-  eager attention (explicit mask and softmax), the same model, data and optimiser;
-- lab: what the notebooks and the CLI use (TrainConfig defaults: packed batches,
-  fused attention, fp32).
+  eager attention (explicit mask and softmax), logits of every position computed and
+  the last real token's read; the same model, data and optimiser;
+- lab: exactly what the notebooks and the CLI call (``train_classifier``, ``evaluate``
+  on ``eval_loader``) with TrainConfig's defaults: packed batches, fused attention, the
+  last block computed only for the tokens that are read, fp32.
 
-Evaluation (train, val, test) is timed the same way: baseline pads to the longest
-message with eager attention; the lab uses length-sorted batches with fused attention.
+Evaluation (train, val, test) is timed the same way: the baseline pads batches of 16
+to the longest message; the lab uses length-sorted batches of at most 512 tokens.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ import sys
 import time
 
 VARIANTS = {
-    # name: (TrainConfig overrides, attention, pad every batch to the longest message)
-    "baseline": (dict(batching="padded"), "eager", True),
-    "lab": ({}, "sdpa", False),
-    "lab-bf16": (dict(precision="bf16"), "sdpa", False),
-    "padded": (dict(batching="padded"), "sdpa", False),
-    "grouped": (dict(batching="grouped"), "sdpa", False),
+    # name: TrainConfig overrides of the lab's own path (train_classifier, evaluate)
+    "lab": {},
+    "lab-bf16": dict(precision="bf16"),
+    "padded": dict(batching="padded"),
+    "grouped": dict(batching="grouped"),
 }
+BASELINE_EVAL_BATCH = 16  # messages per evaluation batch in the baseline
 
 
 def peak_rss_mb() -> float:
@@ -59,106 +61,149 @@ def matmul_peak(dtype_name: str) -> float:
     return 2 * 1024 * 768 * 3072 / best / 1e9
 
 
-def forward_flops_per_token(cfg, context: float) -> float:
-    """Matmul FLOPs of one token's forward pass: 2 x (block linears) + attention."""
+def forward_flops(cfg, batch, read_only: bool) -> float:
+    """Matmul FLOPs of one forward pass over ``batch``: the block linears (12 C^2 per token:
+    W_query, W_key, W_value, out_proj 4 C^2, fc1 and fc2 8 C^2) and attention (scores and
+    weighted sum: 2 C per earlier token). With ``read_only`` the last block computes keys
+    and values for every token but the rest only for the last token of each message."""
     C, L = cfg.emb_dim, cfg.n_layers
-    linears = L * 12 * C * C  # W_query, W_key, W_value, out_proj: 4C^2; fc1, fc2: 8C^2
-    attention = L * 2 * C * context  # scores and weighted sum over ``context`` earlier tokens
-    return 2 * (linears + attention)
+    tokens = batch.input_ids.numel()
+    if batch.attn_mask is None:  # one message per row: each token sees half its row on average
+        context = tokens * batch.input_ids.shape[1] / 2
+    else:  # packed: each token sees half its own message
+        context = float((batch.lengths.float() ** 2).sum() / 2)
+    full = 12 * C * C * tokens + 2 * C * context
+    if not read_only:
+        return 2 * L * full
+    read = len(batch.labels)
+    last = 2 * C * C * tokens + 10 * C * C * read + 2 * C * float(batch.lengths.sum())
+    return 2 * ((L - 1) * full + last)
 
 
 def worker(name: str, max_batches: int | None) -> dict:
+    import itertools
+
     import torch
-    import torch.nn.functional as F
 
     from lab_utils.config import TrainConfig, gpt_config
     from lab_utils.data import load_splits
-    from lab_utils.loaders import eval_loader, make_datasets, pad, train_loader
+    from lab_utils.loaders import eval_loader, make_datasets, train_loader
     from lab_utils.lora import add_lora
     from lab_utils.model import build_model, replace_head
     from lab_utils.profiles import get_profile
-    from lab_utils.tokenizer import PAD_TOKEN_ID, get_tokenizer
-    from lab_utils.train import autocast, classification_logits
+    from lab_utils.tokenizer import get_tokenizer
+    from lab_utils.train import evaluate, train_classifier
 
-    overrides, attn_impl, pad_to_longest = VARIANTS[name]
-    cfg = TrainConfig(**overrides)
+    baseline = name == "baseline"
+    cfg = TrainConfig(**({} if baseline else VARIANTS[name]))
     datasets = make_datasets(load_splits(), get_tokenizer())
     longest = max(max(d.lengths) for d in datasets.values())
 
-    # The random-small profile's model, with the variant's attention implementation.
-    gpt_cfg = gpt_config("gpt2-small").with_(attn_impl=attn_impl)
+    # The random-small profile's model (GPT-2 small's architecture).
+    gpt_cfg = gpt_config("gpt2-small").with_(attn_impl="eager" if baseline else "sdpa")
     model = build_model(gpt_cfg, seed=get_profile("random-small").base_seed)
     replace_head(model, 2, seed=cfg.seed)
     add_lora(model, seed=cfg.seed)
 
-    def to_longest(items):
-        batch = pad(items)
-        extra = longest - batch.input_ids.shape[1]
-        ids = F.pad(batch.input_ids, (0, extra), value=PAD_TOKEN_ID)
-        return batch._replace(input_ids=ids)
+    def train_batches():  # a fresh loader each time: the same seeded order
+        if baseline:
+            return baseline_loader(datasets["train"], cfg.batch_size, longest, shuffle_seed=cfg.seed)
+        return train_loader(datasets["train"], cfg)
 
-    loader = train_loader(datasets["train"], cfg)
-    if pad_to_longest:
-        loader = torch.utils.data.DataLoader(datasets["train"], batch_size=cfg.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(cfg.seed),
-                                             collate_fn=to_longest)
-    total_batches = len(loader)
+    total_batches = len(train_batches())
     n_batches = min(total_batches, max_batches or total_batches)
+    batches = list(itertools.islice(train_batches(), n_batches))  # for the token and FLOP counts
+    real = sum(b.num_tokens for b in batches)
+    computed = sum(b.input_ids.numel() for b in batches)
+    flops = sum(2 * forward_flops(gpt_cfg, b, read_only=not baseline) for b in batches)  # fwd + input-grad bwd
 
-    torch.manual_seed(cfg.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model.train()
-    losses, real, computed, flops = [], 0, 0, 0.0
     start = time.perf_counter()
-    for i, batch in enumerate(loader):
-        if i == n_batches:
-            break
-        with autocast(cfg.precision):
-            logits = classification_logits(model, batch)
-        loss = F.cross_entropy(logits, batch.labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        real += batch.num_tokens
-        computed += batch.input_ids.numel()
-        # attention context per token: half the row on average (causal), for packed rows the message
-        ctx = batch.input_ids.shape[1] / 2 if batch.attn_mask is None else float(batch.lengths.float().mean() / 2)
-        flops += 2 * forward_flops_per_token(gpt_cfg, ctx) * batch.input_ids.numel()  # fwd + input-grad bwd
+    if baseline:
+        losses = baseline_train(model, batches, cfg)
+    else:  # exactly what the notebooks call
+        losses = train_classifier(model, train_batches(), cfg=cfg, progress=False).batch_losses
     train_seconds = time.perf_counter() - start
-    epoch_scale = total_batches / n_batches
 
-    model.eval()
     evaluation = {}
     for split, ds in datasets.items():
-        loader = eval_loader(ds, cfg.eval_batch_size)
-        if pad_to_longest:
-            loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, collate_fn=to_longest)
-        n_eval = len(loader) if max_batches is None else max(1, min(len(loader), max_batches // 4))
-        eval_real = eval_computed = correct = seen = 0
-        t = time.perf_counter()
-        with torch.inference_mode():
-            for i, batch in enumerate(loader):
-                if i == n_eval:
-                    break
-                with autocast(cfg.precision):
-                    logits = classification_logits(model, batch)
-                correct += int((logits.argmax(-1) == batch.labels).sum())
-                seen += len(batch.labels)
-                eval_real += batch.num_tokens
-                eval_computed += batch.input_ids.numel()
+        if baseline:
+            loader = baseline_loader(ds, BASELINE_EVAL_BATCH, longest)
+            n_eval = len(loader) if max_batches is None else max(1, min(len(loader), max_batches // 4))
+            eval_batches = list(itertools.islice(loader, n_eval))
+            t = time.perf_counter()
+            accuracy = baseline_accuracy(model, eval_batches)
+            gflop = sum(forward_flops(gpt_cfg, b, read_only=False) for b in eval_batches) / 1e9
+        else:
+            loader = eval_loader(ds, cfg.eval_tokens)
+            n_eval, eval_batches = len(loader), list(loader)
+            t = time.perf_counter()
+            accuracy = evaluate(model, loader, precision=cfg.precision).accuracy
+            gflop = sum(forward_flops(gpt_cfg, b, read_only=True) for b in eval_batches) / 1e9
         seconds = time.perf_counter() - t
         evaluation[split] = dict(seconds=seconds * len(loader) / n_eval, measured_batches=n_eval,
-                                 batches=len(loader), real_tokens=eval_real, computed_tokens=eval_computed,
-                                 measured_seconds=seconds, accuracy=correct / max(seen, 1))
+                                 batches=len(loader), measured_seconds=seconds, accuracy=accuracy, gflop=gflop,
+                                 real_tokens=sum(b.num_tokens for b in eval_batches),
+                                 computed_tokens=sum(b.input_ids.numel() for b in eval_batches))
     return dict(
         name=name, batches_measured=n_batches, batches_per_epoch=total_batches,
-        epoch_seconds=train_seconds * epoch_scale, measured_seconds=train_seconds,
+        epoch_seconds=train_seconds * total_batches / n_batches, measured_seconds=train_seconds,
         real_tokens=real, computed_tokens=computed, gflop=flops / 1e9,
         losses=losses, evaluation=evaluation, peak_rss_mb=peak_rss_mb(),
         threads=torch.get_num_threads(),
     )
+
+
+def baseline_loader(dataset, batch_size: int, longest: int, shuffle_seed: int | None = None):
+    """The classic recipe's batches: every message padded to the longest of the data."""
+    import torch
+    import torch.nn.functional as F
+
+    from lab_utils.loaders import pad
+    from lab_utils.tokenizer import PAD_TOKEN_ID
+
+    def to_longest(items):
+        batch = pad(items)
+        extra = longest - batch.input_ids.shape[1]
+        return batch._replace(input_ids=F.pad(batch.input_ids, (0, extra), value=PAD_TOKEN_ID))
+
+    generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
+                                       generator=generator, collate_fn=to_longest)
+
+
+def baseline_logits(model, batch):
+    """The classic forward: logits of every position, then read at the last real token."""
+    return model(batch.input_ids)[batch.rows, batch.last]
+
+
+def baseline_train(model, batches, cfg) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    losses = []
+    for batch in batches:
+        loss = F.cross_entropy(baseline_logits(model, batch), batch.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def baseline_accuracy(model, batches) -> float:
+    import torch
+
+    model.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for batch in batches:
+            correct += int((baseline_logits(model, batch).argmax(-1) == batch.labels).sum())
+            seen += len(batch.labels)
+    return correct / max(seen, 1)
 
 
 def run_worker(name: str, max_batches: int | None) -> dict:
@@ -224,15 +269,21 @@ def main() -> None:
               f"{r['peak_rss_mb']:7.0f} MB {base['epoch_seconds'] / r['epoch_seconds']:8.2f}x{note}")
 
     print("\nEvaluation of train + val + test (accuracy, loss, no gradients):")
-    print(f"{'config':10s} {'train s':>8s} {'val s':>6s} {'test s':>7s} {'total s':>8s} {'real tok/s':>10s} {'speed-up':>9s}")
+    print(f"{'config':10s} {'train s':>8s} {'val s':>6s} {'test s':>7s} {'total s':>8s} {'real tok/s':>10s} "
+          f"{'GFLOP/s':>8s} {'% peak':>7s} {'at peak':>8s} {'speed-up':>9s}")
     base_total = sum(e["seconds"] for e in base["evaluation"].values())
     for name, r in results.items():
         ev = r["evaluation"]
         total = sum(e["seconds"] for e in ev.values())
-        tok = sum(e["real_tokens"] for e in ev.values()) / sum(e["measured_seconds"] for e in ev.values())
+        measured = sum(e["measured_seconds"] for e in ev.values())
+        tok = sum(e["real_tokens"] for e in ev.values()) / measured
+        gflops = sum(e["gflop"] for e in ev.values()) / measured
+        peak = peaks["bf16" if "bf16" in name else "fp32"]
+        at_peak = total * gflops / peak  # the same FLOPs at 100 % of the matmul peak
         note = " (extrapolated)" if any(e["measured_batches"] < e["batches"] for e in ev.values()) else ""
         print(f"{name:10s} {ev['train']['seconds']:8.1f} {ev['val']['seconds']:6.1f} {ev['test']['seconds']:7.1f} "
-              f"{total:8.1f} {tok:10.0f} {base_total / total:8.2f}x{note}")
+              f"{total:8.1f} {tok:10.0f} {gflops:8.0f} {100 * gflops / peak:6.0f}% {at_peak:7.1f}s "
+              f"{base_total / total:8.2f}x{note}")
 
     if "lab-bf16" in results:
         import numpy as np

@@ -61,9 +61,9 @@ def cmd_train(args) -> None:
     model, report = build_classifier(profile, lora, seed=cfg.seed)
     print(report)
     history = train_classifier(model, train_loader(datasets["train"], cfg),
-                               eval_loader(datasets["val"], cfg.eval_batch_size), cfg)
+                               eval_loader(datasets["val"], cfg.eval_tokens), cfg)
     print("Entraînement :", run_summary(history))
-    loaders = {k: eval_loader(v, cfg.eval_batch_size) for k, v in datasets.items()}
+    loaders = {k: eval_loader(v, cfg.eval_tokens) for k, v in datasets.items()}
     results = evaluate_splits(model, loaders, precision=cfg.precision)
     metrics = {k: {"accuracy": r.accuracy, "loss": r.loss, "n": r.n} for k, r in results.items()}
     for name, r in results.items():

@@ -126,7 +126,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 42
     eval_every: int = 0  # validate every N batches (0: only at the end of each epoch)
-    eval_batch_size: int = 16
+    eval_tokens: int = 512  # most tokens (padding included) per evaluation batch
     batching: str = "packed"  # "packed" (no padding), "padded" or "grouped" (see loaders.py)
     precision: str = "fp32"  # "fp32" or "bf16" (bfloat16 autocast, opt-in)
     num_threads: int = 0  # torch threads (0: leave PyTorch's default)
@@ -134,7 +134,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_int("TrainConfig.num_epochs", self.num_epochs)
         _check_int("TrainConfig.batch_size", self.batch_size)
-        _check_int("TrainConfig.eval_batch_size", self.eval_batch_size)
+        _check_int("TrainConfig.eval_tokens", self.eval_tokens)
         _check_int("TrainConfig.eval_every", self.eval_every, minimum=0)
         _check_int("TrainConfig.seed", self.seed, minimum=0)
         _check_int("TrainConfig.num_threads", self.num_threads, minimum=0)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TrainConfig
 from .data import Splits
+from .errors import ConfigError
 from .tokenizer import PAD_TOKEN_ID
 
 Item = tuple[list[int], int]  # (token ids, label)
@@ -140,12 +141,24 @@ def train_loader(dataset: SpamDataset, cfg: TrainConfig) -> DataLoader:
                       collate_fn=pack if cfg.batching == "packed" else pad)
 
 
-def eval_loader(dataset: SpamDataset, batch_size: int = 16) -> DataLoader:
-    """Padded batches of messages sorted by length, longest first, so that padding is
-    minimal (the order changes neither the accuracy nor the mean loss)."""
+def eval_loader(dataset: SpamDataset, max_tokens: int = 512) -> DataLoader:
+    """Padded batches of messages sorted by length, longest first, each of at most
+    ``max_tokens`` tokens padding included (a longer message makes a batch alone).
+
+    Sorting keeps padding minimal; the budget gives many short messages per batch and
+    few long ones, so that every batch is big enough for fast matrix products and
+    small enough to stay in cache. Neither the order nor the batches change a result.
+    """
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ConfigError(f"max_tokens doit être un entier >= 1, obtenu {max_tokens!r}.")
     lengths = dataset.lengths
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:  # the first message of a batch is its longest
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
     return DataLoader(dataset, batch_sampler=batches, collate_fn=pad)
 
 

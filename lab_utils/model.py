@@ -14,6 +14,8 @@ from torch import nn
 
 from .config import GPTConfig
 
+ReadAt = tuple[torch.Tensor, torch.Tensor]  # (rows, positions) of the tokens whose output is read
+
 
 class LayerNorm(nn.Module):
     """Normalise each token vector to mean 0 and variance 1, then scale and shift."""
@@ -68,33 +70,51 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
         self.dropout = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                read_at: ReadAt | None = None) -> torch.Tensor:
         """x: (B, T, C). attn_mask: optional (B, T, T), True where token i may attend to
-        token j; None means plain causal attention."""
+        token j; None means plain causal attention. read_at: optional (rows, positions) of
+        N tokens: only their outputs are computed, (N, C), from every token's keys and values."""
         B, T, C = x.shape
-        # (B, T, C) -> (B, H, T, D)
-        queries = self.W_query(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        keys = self.W_key(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        values = self.W_value(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        if attn_mask is not None:
-            attn_mask = attn_mask.unsqueeze(1)  # (B, 1, T, T): the same mask for every head
+        keys = self._split_heads(self.W_key(x))  # (B, H, T, D)
+        values = self._split_heads(self.W_value(x))
+        if read_at is None:
+            queries = self._split_heads(self.W_query(x))
+            mask = None if attn_mask is None else attn_mask.unsqueeze(1)  # (B, 1, T, T): same for every head
+            context_vec = self._attend(queries, keys, values, mask)  # (B, H, T, D)
+            return self.out_proj(context_vec.transpose(1, 2).reshape(B, T, C))
 
+        rows, positions = read_at
+        N = rows.shape[0]
+        queries = self.W_query(x[rows, positions]).view(N, self.n_heads, 1, self.head_dim)  # (N, H, 1, D)
+        keys, values = keys[rows], values[rows]  # (N, H, T, D): the row of each query
+        if attn_mask is None:
+            allowed = torch.arange(T, device=x.device) <= positions[:, None]  # (N, T): causal
+        else:
+            allowed = attn_mask[rows, positions]
+        context_vec = self._attend(queries, keys, values, allowed[:, None, None, :])  # (N, H, 1, D)
+        return self.out_proj(context_vec.reshape(N, C))
+
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, H, T, D)"""
+        B, T, _ = t.shape
+        return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def _attend(self, queries, keys, values, mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(Q K^T / sqrt(D)) V for each head; mask broadcasts to (.., H, Tq, Tk),
+        None means causal."""
         if self.attn_impl == "sdpa":
-            context_vec = F.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=attn_mask, is_causal=attn_mask is None,
+            return F.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=mask, is_causal=mask is None,
                 dropout_p=self.drop_rate if self.training else 0.0,
             )
-        else:
-            attn_scores = queries @ keys.transpose(2, 3)  # (B, H, T, T)
-            if attn_mask is None:
-                attn_mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            attn_scores = attn_scores.masked_fill(~attn_mask, float("-inf"))
-            attn_weights = torch.softmax(attn_scores / math.sqrt(self.head_dim), dim=-1)
-            context_vec = self.dropout(attn_weights) @ values  # (B, H, T, D)
-
-        # (B, H, T, D) -> (B, T, C)
-        context_vec = context_vec.transpose(1, 2).reshape(B, T, C)
-        return self.out_proj(context_vec)
+        attn_scores = queries @ keys.transpose(2, 3)  # (.., H, Tq, Tk)
+        if mask is None:
+            T = queries.shape[-2]
+            mask = torch.ones(T, T, dtype=torch.bool, device=queries.device).tril()
+        attn_scores = attn_scores.masked_fill(~mask, float("-inf"))
+        attn_weights = torch.softmax(attn_scores / math.sqrt(self.head_dim), dim=-1)
+        return self.dropout(attn_weights) @ values
 
 
 class TransformerBlock(nn.Module):
@@ -108,8 +128,11 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(cfg)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_shortcut(self.att(self.norm1(x), attn_mask))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                read_at: ReadAt | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C), or (N, C): only the tokens of ``read_at``."""
+        shortcut = x if read_at is None else x[read_at]
+        x = shortcut + self.drop_shortcut(self.att(self.norm1(x), attn_mask, read_at))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
@@ -134,16 +157,20 @@ class GPTModel(nn.Module):
             self.apply(_init_gpt2_weights)
 
     def forward(self, in_idx: torch.Tensor, pos_ids: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits for every token.
+                attn_mask: torch.Tensor | None = None, read_at: ReadAt | None = None) -> torch.Tensor:
+        """Logits for every token, or only for the tokens that are read.
 
         Args:
             in_idx: token ids, (B, T).
             pos_ids: optional (B, T) position of each token (default 0..T-1 in every row).
             attn_mask: optional (B, T, T), True where token i may attend to token j
                 (default causal). With both, one row can hold several messages ("packing").
+            read_at: optional (rows, positions), two (N,) index tensors: the only tokens
+                whose logits are wanted (e.g. the last token of each message). The last
+                block then computes just them: no later block needs the others.
         Returns:
-            (B, T, n_out) logits, n_out = vocab_size or the number of classes.
+            (B, T, n_out) logits, or (N, n_out) with ``read_at``; n_out = vocab_size or
+            the number of classes.
         """
         B, T = in_idx.shape
         if pos_ids is None:
@@ -156,9 +183,11 @@ class GPTModel(nn.Module):
                 f"{self.cfg.context_length} tokens au plus."
             )
         x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(pos_ids))  # (B, T, C)
-        for block in self.trf_blocks:
+        *blocks, last_block = self.trf_blocks
+        for block in blocks:
             x = block(x, attn_mask)
-        return self.out_head(self.final_norm(x))  # (B, T, n_out)
+        x = last_block(x, attn_mask, read_at)
+        return self.out_head(self.final_norm(x))  # (B, T, n_out) or (N, n_out)
 
 
 def _init_gpt2_weights(module: nn.Module) -> None:

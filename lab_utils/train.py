@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .loaders import Batch
-from .memory import return_freed_memory, trim
+from .memory import allocator_phase
 from .progress import progress_bar
 
 
@@ -78,8 +78,8 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
 
 def classification_logits(model, batch: Batch) -> torch.Tensor:
     """(B, num_classes) logits, read at each message's last real token."""
-    logits = model(batch.input_ids, pos_ids=batch.pos_ids, attn_mask=batch.attn_mask)  # (R, T, n)
-    return logits[batch.rows, batch.last].float()
+    return model(batch.input_ids, pos_ids=batch.pos_ids, attn_mask=batch.attn_mask,
+                 read_at=(batch.rows, batch.last)).float()
 
 
 def train_classifier(
@@ -92,8 +92,11 @@ def train_classifier(
 ) -> History:
     """Fine-tune the trainable parameters of ``model`` (LoRA + head) with AdamW."""
     cfg = cfg or TrainConfig()
-    device = torch.device(device)
-    return_freed_memory()
+    with allocator_phase("train"):
+        return _train(model, train_loader, val_loader, cfg, torch.device(device), progress)
+
+
+def _train(model, train_loader, val_loader, cfg: TrainConfig, device: torch.device, progress) -> History:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -133,7 +136,6 @@ def train_classifier(
             _record_validation(history, model, val_loader, device, cfg, history.num_batches)
     history.seconds = time.perf_counter() - start
     model.eval()
-    trim()
     return history
 
 
@@ -145,23 +147,21 @@ def _record_validation(history: History, model, loader, device, cfg: TrainConfig
     model.train()
 
 
-@torch.inference_mode()
 def evaluate(model, loader: DataLoader, device: str | torch.device = "cpu",
              precision: str = "fp32", progress: bool | None = False) -> EvalResult:
     """Mean loss and accuracy of ``model`` over every message of ``loader``."""
-    return_freed_memory()
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, 0
-    for batch in progress_bar(loader, enable=progress, desc="Évaluation", unit="lot", leave=False):
-        batch = batch.to(device)
-        with autocast(precision, device):
-            logits = classification_logits(model, batch)
-        total_loss += F.cross_entropy(logits, batch.labels, reduction="sum").item()
-        correct += (logits.argmax(-1) == batch.labels).sum().item()
-        n += len(batch.labels)
+    with allocator_phase("eval"), torch.inference_mode():
+        for batch in progress_bar(loader, enable=progress, desc="Évaluation", unit="lot", leave=False):
+            batch = batch.to(device)
+            with autocast(precision, device):
+                logits = classification_logits(model, batch)
+            total_loss += F.cross_entropy(logits, batch.labels, reduction="sum").item()
+            correct += (logits.argmax(-1) == batch.labels).sum().item()
+            n += len(batch.labels)
     model.train(was_training)
-    trim()
     if n == 0:
         return EvalResult(math.nan, math.nan, 0)
     return EvalResult(total_loss / n, correct / n, n)

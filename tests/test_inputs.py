@@ -363,7 +363,7 @@ def test_unknown_lora_target_wraps_nothing(targets):
     *[("lr", v) for v in (0, -1e-4, 1.0, 10, math.nan, math.inf, "5e-4", None)],
     *[("num_epochs", v) for v in (0, -2, 1.5)],
     *[("weight_decay", v) for v in (-0.1, math.nan, math.inf)],
-    ("eval_batch_size", 0), ("eval_every", -1), ("seed", -1), ("num_threads", -1),
+    ("eval_tokens", 0), ("eval_every", -1), ("seed", -1), ("num_threads", -1),
     ("batching", "random"), ("precision", "fp16"),
 ], ids=repr)
 def test_bad_training_values(field, value):

@@ -57,6 +57,33 @@ def test_packed_batch_equals_padded_batch(attn_impl):
     assert torch.allclose(packed, alone, atol=1e-5)
 
 
+@pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
+@pytest.mark.parametrize("layout", ["pad", "pack"])
+def test_read_at_equals_the_full_forward(attn_impl, layout):
+    """Computing only the read tokens in the last block gives the logits, and the
+    gradients, of the full forward read at those tokens (the oracle)."""
+    from lab_utils.lora import add_lora
+
+    model = build_model(TINY.with_(attn_impl=attn_impl), seed=1)
+    replace_head(model, 2, seed=0)
+    add_lora(model, seed=2)
+    g = torch.Generator().manual_seed(0)
+    for name, p in model.named_parameters():
+        if name.endswith("lora.B"):
+            p.data.normal_(0, 0.1, generator=g)  # a trained-looking adapter, not zeros
+    items = [(torch.randint(0, 97, (n,), generator=g).tolist(), n % 2) for n in (5, 1, 17, 9)]
+    batch = pad(items, pad_id=0) if layout == "pad" else pack(items)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    inputs = dict(pos_ids=batch.pos_ids, attn_mask=batch.attn_mask)
+    full = model(batch.input_ids, **inputs)[batch.rows, batch.last]
+    full_grads = torch.autograd.grad(full.square().sum(), trainable)
+    read = model(batch.input_ids, **inputs, read_at=(batch.rows, batch.last))
+    read_grads = torch.autograd.grad(read.square().sum(), trainable)
+    assert read.shape == (4, 2)
+    assert torch.allclose(read, full, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(read_grads, full_grads))
+
+
 def test_pack_layout():
     batch = pack([([7, 8, 9], 1), ([5], 0), ([1, 2], 1)])
     assert batch.input_ids.tolist() == [[7, 8, 9, 5, 1, 2]]

@@ -79,9 +79,28 @@ def test_periodic_validation(datasets):
 
 def test_evaluation_does_not_depend_on_batch_size(run, datasets):
     model, _ = run
-    a = evaluate(model, eval_loader(datasets["val"], 1))
-    b = evaluate(model, eval_loader(datasets["val"], 64))
+    a = evaluate(model, eval_loader(datasets["val"], max_tokens=1))  # one message per batch
+    b = evaluate(model, eval_loader(datasets["val"], max_tokens=100_000))  # one batch
     assert a.accuracy == b.accuracy and abs(a.loss - b.loss) < 1e-5
+
+
+@pytest.mark.parametrize("max_tokens", [1, 40, 512])
+def test_eval_batches_keep_to_the_token_budget(datasets, max_tokens):
+    ds = datasets["test"]
+    batches = list(eval_loader(ds, max_tokens=max_tokens))
+    seen = sorted(int(n) for b in batches for n in b.lengths)
+    assert seen == sorted(ds.lengths)  # every message once
+    for b in batches:
+        assert b.input_ids.numel() <= max_tokens or len(b.labels) == 1
+        assert int(b.lengths.max()) == b.input_ids.shape[1]  # padded to its own longest
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "512"])
+def test_bad_eval_budget_is_refused(datasets, bad):
+    from lab_utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_tokens doit être un entier"):
+        eval_loader(datasets["test"], max_tokens=bad)
 
 
 def test_bf16_precision_runs(datasets):
@@ -145,11 +164,41 @@ def test_bad_train_config_is_refused(bad):
         TrainConfig(**bad)
 
 
-def test_allocator_threshold_is_set_on_glibc():
-    import platform
+_ALLOCATOR_PROBE = """
+import ctypes
+from lab_utils.memory import allocator_phase
 
-    from lab_utils.memory import return_freed_memory
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+def served_by_mmap(nbytes):
+    # The IS_MMAPPED bit (0x2) of the chunk's size field, just before the pointer.
+    ptr = libc.malloc(nbytes)
+    flag = ctypes.c_size_t.from_address(ptr - ctypes.sizeof(ctypes.c_size_t)).value & 2
+    libc.free(ptr)
+    return bool(flag)
+
+four_mb = 4 << 20
+seen = []
+with allocator_phase("train"):
+    seen.append(served_by_mmap(four_mb))
+    with allocator_phase("eval"):
+        seen += [served_by_mmap(four_mb), served_by_mmap(64 << 20)]
+    seen.append(served_by_mmap(8 << 20))  # larger than the heap's free chunks: a fresh block
+print(seen)
+"""
+
+
+def test_allocator_phases_on_glibc():
+    """Training maps blocks of a few MB (memory goes back when freed); evaluation reuses
+    heap blocks (no page faults per batch); leaving a phase restores the enclosing one.
+    Run in a fresh process: a heap that already holds a large free chunk serves from it."""
+    import platform
+    import subprocess
+    import sys
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc only")
-    assert return_freed_memory() is True
+    out = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[True, False, True, True]"
