@@ -6,8 +6,8 @@
 Builds a scratch copy of the course, runs the solution of tp3_partie2 as a student would
 (training once, saving tp3_run/), then times ``course.py autograde`` of that submission
 (nbgrader reloads the run, re-evaluates, recomputes the test accuracy and the
-classifications), without and with the trusted re-verification, and prints the slowest cells, which is what the per-cell timeout in
-grading/nbgrader_config.py must cover. ``random-small`` has the speed of the real model
+classifications), without and with the trusted re-verification, and prints the slowest
+cells, which is what the per-cell timeout in grading/nbgrader_config.py must cover. ``random-small`` has the speed of the real model
 without its download; ``full`` needs the real weights.
 """
 

@@ -141,7 +141,7 @@ def train_loader(dataset: SpamDataset, cfg: TrainConfig) -> DataLoader:
                       collate_fn=pack if cfg.batching == "packed" else pad)
 
 
-def eval_loader(dataset: SpamDataset, max_tokens: int = 512) -> DataLoader:
+def eval_loader(dataset: SpamDataset, max_tokens: int = TrainConfig.eval_tokens) -> DataLoader:
     """Padded batches of messages sorted by length, longest first, each of at most
     ``max_tokens`` tokens padding included (a longer message makes a batch alone).
 
