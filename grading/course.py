@@ -218,11 +218,35 @@ def cmd_autograde(args) -> int:
     for r in results:
         print(f"  {r['student']:<28} {r['score']:>5g} / {r['max']:<3g} {r['seconds']:>7.1f}s  "
               f"{'; '.join(r['status']) or 'ok'}", flush=True)
+    write_report(root, results, sandbox=args.sandbox)
     failed = [r["student"] for r in results if r["failed"]]
     if failed:
         print(f"  the grader itself failed for {failed}: their tests got zero, see the log above and rerun "
               "them once fixed.", flush=True)
     return 1 if failed else 0
+
+
+REPORT = Path("reports") / "autograde.json"  # relative to the course root
+
+
+def write_report(root: Path, results: list[dict], sandbox: bool) -> Path:
+    """``reports/autograde.json``: what the last ``autograde`` did, one entry per student
+    (student, score, max, seconds, failed, status), for the class overview."""
+    path = root / REPORT
+    path.parent.mkdir(exist_ok=True)
+    previous = {}
+    if path.exists():
+        try:
+            previous = {r["student"]: r for r in json.loads(path.read_text())["students"]}
+        except (ValueError, KeyError, TypeError):
+            previous = {}
+    previous.update({r["student"]: r for r in results})  # a rerun of some students keeps the others
+    report = {"assignment": ASSIGNMENT, "profile": os.environ.get("TP3_PROFILE", "full"),
+              "mode": "sandbox" if sandbox else "plain",
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "students": [previous[s] for s in sorted(previous)]}
+    path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    return path
 
 
 def cmd_feedback(args) -> None:
