@@ -167,86 +167,118 @@ def flaw_notebook(path: Path, grade_id: str, old: str, new: str) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
 
 
-def cmd_collect(args) -> None:
+def cmd_collect(args) -> int:
+    """Students' archives (or nbgrader's exchange) -> submitted/<id>/tp3/, each on its own
+    (see autograder/collect.py); a bad archive is reported and skipped."""
+    sys.path.insert(0, str(HERE))
+    from autograder.collect import collect_zips, tidy_collected
+    from autograder.gradebook import open_gradebook
+    from autograder.ids import read_roster
+
     root = args.root
+    roster = read_roster(args.roster) if args.roster else None
     if args.exchange:
+        submitted = root / "submitted"
+        before = {p.name: p.stat().st_mtime for p in submitted.glob("*")} if submitted.is_dir() else {}
         nbgrader(root, "collect", ASSIGNMENT)
-        return
-    archive = root / "downloaded" / ASSIGNMENT / "archive"
-    shutil.rmtree(archive, ignore_errors=True)
-    archive.mkdir(parents=True)
-    zips = sorted(Path(args.zips).glob("*.zip"))
-    if not zips:
-        sys.exit(f"no .zip archive in {args.zips}")
-    for z in zips:
-        shutil.copy2(z, archive / z.name)
-    nbgrader(root, "zip_collect", ASSIGNMENT, "--force")
-    for z in zips:
-        student = z.stem
-        if (root / "submitted" / student).exists():
-            nbgrader(root, "db", "student", "add", student)
+        changed = [p.name for p in sorted(submitted.glob("*")) if p.is_dir() and before.get(p.name) != p.stat().st_mtime]
+        report = tidy_collected(root, [s for s in changed if roster is None or s in roster])
+    else:
+        folder = Path(args.zips)
+        if not folder.is_dir():
+            sys.exit(f"{folder} is not a folder of <student_id>.zip archives")
+        report = collect_zips(root, folder, roster)
+        if not report.collected:
+            sys.exit(f"no .zip archive in {folder}")
+    with open_gradebook(root / "gradebook.db") as gb:
+        for student in report.students:
+            gb.update_or_create_student(student)
+    print(f"collected {len(report.students)} submission(s), skipped {len(report.skipped)}:")
+    for entry in report.collected:
+        print(entry.line())
+    return 1 if report.skipped else 0
 
 
 def cmd_autograde(args) -> int:
-    """Autograde each submission on its own, whatever it does: one bad submission never stops
-    the loop nor leaves stale scores (see grading/README.md)."""
+    """Autograde each submission on its own, whatever it does, several at once with --jobs:
+    one bad submission never stops the class nor touches another (see grading/README.md)."""
     sys.path.insert(0, str(HERE))
+    from autograder.classroom import autograde_class, plan_jobs, write_report
+    from autograder.collect import submitted_students
+    from autograder.grade import Options
+    from autograder.ids import BadStudentId, check_student_id
+
     root = args.root
-    students = args.students or sorted(p.name for p in (root / "submitted").iterdir() if p.is_dir())
-    from autograder.grade import grade_submission
-
-    if args.sandbox:
-        from autograder.sandbox import probe
-
-        ok, why = probe()
-        if not ok:
-            sys.exit(f"autograde --sandbox: the sandbox cannot run on this machine: {why}")
-        # matplotlib's font list, built here once and copied into each sandbox (see launcher.py)
+    valid, invalid = submitted_students(root)
+    if invalid:
+        print(f"ignored in submitted/ (not student ids): {invalid}", flush=True)
+    try:
+        students = [check_student_id(s) for s in args.students] if args.students else valid
+    except BadStudentId as err:
+        sys.exit(f"autograde: {err}")
+    missing = [s for s in students if s not in valid]
+    if missing:
+        sys.exit(f"autograde: no submission folder for {missing} in {root / 'submitted'}")
+    sandbox = _sandbox_mode(args)
+    opts = Options(sandbox=sandbox, wall=args.wall, cell_timeout=args.cell_timeout,
+                   memory_mb=_config_memory(root) if args.memory_mb is None else args.memory_mb,
+                   verify=not args.no_verify, cgroups=not args.no_cgroup, env=grading_env())
+    if sandbox:
+        # matplotlib's font list, built here once and shown read-only in each sandbox (see sandbox.py)
         subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], capture_output=True)
-    results = []
-    for student in students:
-        try:
-            results.append(grade_submission(root, student, args, nbgrader_env()))
-        except Exception as err:  # noqa: BLE001 (a bug of ours for one student must not stop the class)
-            import traceback
-
-            traceback.print_exc()
-            results.append({"student": student, "score": 0, "max": 0, "seconds": 0.0, "failed": True,
-                            "status": [f"GRADER ERROR {type(err).__name__}: {err}"]})
-    print("\nautograde summary" + (" (sandbox)" if args.sandbox else ""), flush=True)
+    plan = plan_jobs(args.jobs, len(students), os.environ.get("TP3_PROFILE", "full"))
+    print(f"autograde: {len(students)} submission(s), {plan.why}, "
+          f"{'sandbox' if sandbox else 'NO SANDBOX (trusted submissions only)'}", flush=True)
+    results = autograde_class(root, students, opts, plan, nbgrader_env())
+    write_report(root, results, opts, plan)
+    print("\nautograde summary" + (" (sandbox)" if sandbox else ""), flush=True)
     print(f"  {'student':<28} {'score':>11} {'time':>8}  status", flush=True)
-    for r in results:
-        print(f"  {r['student']:<28} {r['score']:>5g} / {r['max']:<3g} {r['seconds']:>7.1f}s  "
-              f"{'; '.join(r['status']) or 'ok'}", flush=True)
-    write_report(root, results, sandbox=args.sandbox)
-    failed = [r["student"] for r in results if r["failed"]]
+    for r in sorted(results, key=lambda r: r.student):
+        print(f"  {r.student:<28} {r.score:>5g} / {r.max:<3g} {r.seconds:>7.1f}s  "
+              f"{'; '.join(r.status) or 'ok'}", flush=True)
+    failed = sorted(r.student for r in results if r.failed)
     if failed:
-        print(f"  the grader itself failed for {failed}: their tests got zero, see the log above and rerun "
+        print(f"  the grader itself failed for {failed}: their tests got zero, see reports/logs/ and rerun "
               "them once fixed.", flush=True)
     return 1 if failed else 0
 
 
-REPORT = Path("reports") / "autograde.json"  # relative to the course root
+def _sandbox_mode(args) -> bool:
+    """--sandbox: required (stop if unavailable); --no-sandbox: off; neither: on when it can run."""
+    from autograder.sandbox import probe
+
+    if args.no_sandbox:
+        return False
+    ok, why = probe()
+    if args.sandbox and not ok:
+        sys.exit(f"autograde --sandbox: the sandbox cannot run on this machine: {why}")
+    if not ok:
+        print(f"WARNING: grading WITHOUT the sandbox ({why}): each kernel runs with your rights. "
+              "Use this only for submissions you trust; see grading/README.md.", flush=True)
+    return ok
 
 
-def write_report(root: Path, results: list[dict], sandbox: bool) -> Path:
-    """``reports/autograde.json``: what the last ``autograde`` did, one entry per student
-    (student, score, max, seconds, failed, status), for the class overview."""
-    path = root / REPORT
-    path.parent.mkdir(exist_ok=True)
-    previous = {}
-    if path.exists():
-        try:
-            previous = {r["student"]: r for r in json.loads(path.read_text())["students"]}
-        except (ValueError, KeyError, TypeError):
-            previous = {}
-    previous.update({r["student"]: r for r in results})  # a rerun of some students keeps the others
-    report = {"assignment": ASSIGNMENT, "profile": os.environ.get("TP3_PROFILE", "full"),
-              "mode": "sandbox" if sandbox else "plain",
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "students": [previous[s] for s in sorted(previous)]}
-    path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    return path
+def _config_memory(root: Path) -> int:
+    """GraderKernelManager.memory_mb of the course's nbgrader_config.py (default 8192)."""
+    from traitlets.config import PyFileConfigLoader
+
+    try:
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+        return int(config.GraderKernelManager.get("memory_mb", 8192))
+    except Exception:  # noqa: BLE001
+        return 8192
+
+
+def grading_env() -> dict:
+    """Variables the kernels and the replay get: the thresholds of the profile in use."""
+    env = {}
+    thresholds = HERE / "thresholds.json"
+    if thresholds.is_file():
+        table = json.loads(thresholds.read_text())
+        profile = os.environ.get("TP3_PROFILE", "full")
+        if profile in table:
+            env["TP3_THRESHOLDS"] = json.dumps(table[profile])
+    return env
 
 
 def cmd_feedback(args) -> None:
@@ -341,17 +373,26 @@ def main(argv: list[str] | None = None) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--zips", help="folder of <student_id>.zip archives")
     group.add_argument("--exchange", action="store_true", help="collect from nbgrader's exchange")
+    p.add_argument("--roster", help="file of the class's student ids (one per line, or a CSV with an id column): "
+                                    "other ids are refused")
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("autograde", help="grade submissions, each on its own (see grading/README.md)")
     p.add_argument("students", nargs="*")
-    p.add_argument("--sandbox", action="store_true",
-                   help="run each student's kernel in a bubblewrap sandbox (root, Linux; see grading/README.md)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--sandbox", action="store_true",
+                      help="require the bubblewrap sandbox (default: used whenever it can run; root, Linux)")
+    mode.add_argument("--no-sandbox", action="store_true",
+                      help="grade without the sandbox (trusted submissions only)")
+    p.add_argument("--jobs", default="1", help="submissions graded at once: a number or auto (default 1)")
+    p.add_argument("--no-cgroup", action="store_true",
+                   help="no control group per submission (per-process limits and the reaper only)")
     p.add_argument("--wall", type=float, default=1800,
                    help="wall-clock limit for one submission, all notebooks (s, default 1800)")
     p.add_argument("--cell-timeout", type=int, default=None,
                    help="time limit of one cell (s, default: Execute.timeout of nbgrader_config.py)")
     p.add_argument("--memory-mb", type=int, default=None,
-                   help="address-space limit of the student's kernel (MB, default: nbgrader_config.py; 0: none)")
+                   help="memory of one submission's processes together, and address space of each "
+                        "(MB, default: nbgrader_config.py; 0: none)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the trusted re-verification of the test cells that scored")
     p.set_defaults(func=cmd_autograde)

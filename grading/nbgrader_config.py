@@ -66,8 +66,9 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-# Memory (address space) of the student's kernel: GPT-2 small's training notebook peaks at
-# about 4 GB of address space while grading, the structure notebook at about 3 GB.
+# Memory of one submission: its processes together (control group, resident memory) and each
+# process's address space (RLIMIT_AS). GPT-2 small's training notebook peaks at about 4 GB of
+# address space while grading (1.3 GB resident), the structure notebook at about 3 GB.
 c.GraderKernelManager.memory_mb = 8192
 
 # The run folder comes from the student; never replace it with a file of the same name
@@ -76,10 +77,6 @@ c.GraderKernelManager.memory_mb = 8192
 RUN_FILES = ["tp3_run/adapter.safetensors", "tp3_run/history.json", "tp3_run/run.json"]
 c.Autograde.exclude_overwriting = {"tp3": RUN_FILES}
 
-# zip_collect: each student hands in <student_id>.zip holding the two notebooks and tp3_run/
-# (directly or inside one folder). The student id is the archive's name.
-c.ZipCollectApp.collector_plugin = "nbgrader.plugins.FileNameCollectorPlugin"
-c.FileNameCollectorPlugin.named_regexp = (
-    r".*/extracted/(?P<student_id>[^/]+)/(?:[^/]+/)*?(?P<file_id>(?:tp3_run/)?[^/]+)$"
-)
-c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".safetensors", ".json"]
+# Students' archives are collected by `course.py collect --zips` (autograder/collect.py: ids from
+# the archive names, the expected files only, extracted by our own code), not by nbgrader's
+# zip_collect, whose collector takes student ids from paths inside the archives.

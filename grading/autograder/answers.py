@@ -26,7 +26,8 @@ ENCODER_NAME = "_tp3_grader_encode_answers"
 
 # ----------------------------------------------------------------------------- names
 
-def _parse(source: str) -> ast.AST | None:
+def parse(source: str) -> ast.AST | None:
+    """The syntax tree of a cell's code (IPython syntax allowed), or None."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
@@ -74,7 +75,7 @@ def answer_names(cells: list[dict]) -> dict[str, list[str]]:
     for cell in cells:
         if cell["cell_type"] != "code" or not cell.get("locked"):
             continue
-        tree = _parse(cell["source"])
+        tree = parse(cell["source"])
         if tree is None:
             continue
         bound = bound_names(tree)
@@ -235,6 +236,22 @@ def _dec(x, depth=0):
     if tag == "__opaque__":
         return Opaque(str(value))
     raise ClaimError(f"unknown tag {tag!r}")
+
+
+def restrict_claim(text, names) -> str | None:
+    """The claim ``text`` reduced to the answers ``names`` (JSON in, JSON out; nothing is
+    decoded into values here), or None when it is not a JSON object within size."""
+    if not isinstance(text, str) or len(text) > MAX_CHARS:
+        return None
+    try:
+        raw = json.loads(text, parse_constant=lambda c: None)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if "__error__" in raw:
+        return json.dumps({"__error__": str(raw["__error__"])[:200]})
+    return json.dumps({name: raw[name] for name in names if name in raw})
 
 
 def decode_answers(text: str) -> dict:

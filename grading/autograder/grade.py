@@ -1,233 +1,206 @@
-"""Autograde one submission, whatever it does: nbgrader under a wall-clock limit, zero
-(explained) for every notebook not graded to the end, then the trusted re-verification of what
-scored. ``course.py autograde`` loops over the class with :func:`grade_submission`."""
+"""Grade one submission end to end, whatever it does.
+
+1. a private workspace (``workspace.py``): the expected files only, a gradebook of one;
+2. a control group for the submission (``cgroup.py``: memory and processes of the whole
+   submission; everything in it killed at the end);
+3. ``nbgrader autograde`` in the workspace, under a wall-clock limit (``execute.py``,
+   ``kernel.py``, ``launcher.py``, ``sandbox.py`` run the kernels);
+4. zero, explained, for what did not finish (``unfinished.py``);
+5. the trusted re-verification of what scored (``verify.py``), confined like the kernels;
+6. the graded notebooks made inert for any HTML renderer (``sanitize.py``);
+7. under the class's lock, the one write into the course: scores into its gradebook
+   (``gradebook.transfer``) and graded notebooks into ``autograded/`` (``workspace.publish``).
+
+``classroom.py`` runs this for every student, several at once with ``--jobs``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import ASSIGNMENT
+from autograder import ASSIGNMENT, cgroup, reaper
+from autograder.gradebook import auto_score, test_scores, transfer, withdraw_all
+from autograder.sandbox import SANDBOX_UID
+from autograder.unfinished import set_aside_unreadable, what_happened, zero_unfinished
+from autograder.workspace import Workspace, publish
+
+LOG_BYTES = 2 << 20  # nbgrader's output kept per submission (reports/logs/<id>.log)
 
 
-def _limits_args(args, scratch: str) -> list[str]:
-    config = [f"--GraderKernelManager.scratch_dir={scratch}"]
-    if args.cell_timeout:
-        config.append(f"--Execute.timeout={args.cell_timeout}")
-    if args.memory_mb is not None:
-        config.append(f"--GraderKernelManager.memory_mb={args.memory_mb}")
-    config.append(f"--GraderKernelManager.cpu_seconds={int(args.wall)}")
-    if args.sandbox:
-        config.append("--GraderKernelManager.sandbox=True")
-    return config
+@dataclass
+class Options:
+    """How submissions are graded (``course.py autograde`` flags)."""
+
+    sandbox: bool = False
+    wall: float = 1800  # seconds for all notebooks of a submission
+    cell_timeout: int | None = None  # default: Execute.timeout of nbgrader_config.py
+    memory_mb: int = 8192  # the submission's processes together (control group); each one's address space
+    nproc: int = 256  # processes + threads of the submission
+    verify: bool = True
+    threads: int | None = None  # torch / OpenMP threads of each kernel (parallel grading sets it)
+    cgroups: bool = True
+    env: dict = field(default_factory=dict)  # added to the kernels' and the replay's environment
 
 
-def grade_submission(root: Path, student: str, args, env: dict) -> dict:
-    """nbgrader autograde for one student under a wall-clock limit, then: zero (explained) for
-    every notebook not graded to the end, and the trusted re-verification of what scored."""
-    from autograder import verify
+@dataclass
+class Result:
+    student: str
+    score: float = 0.0
+    max: float = 0.0
+    seconds: float = 0.0
+    status: list = field(default_factory=list)
+    failed: bool = False  # the grader itself failed for this student
+    peak_memory_mb: float | None = None
+    tests: dict = field(default_factory=dict)  # notebook -> test cell -> score
 
-    start = time.perf_counter()
-    status: list[str] = []
-    folder = root / "submitted" / student / ASSIGNMENT
-    removed = remove_symlinks(folder)
-    if removed:
-        status.append(f"{len(removed)} symlink(s) removed")
-    unreadable = set_aside_unreadable(folder)
-    if unreadable:
-        status.append(f"unreadable: {', '.join(unreadable)}")
-    shutil.rmtree(root / "autograded" / student / ASSIGNMENT, ignore_errors=True)  # no stale result
-    with tempfile.TemporaryDirectory(prefix="tp3-grade-") as runtime:
-        nb_args = ["autograde", ASSIGNMENT, "--student", student, "--force", *_limits_args(args, runtime)]
-        print(f"+ (cd {root} && nbgrader {' '.join(nb_args)})", flush=True)
-        proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *nb_args], cwd=root, start_new_session=True,
-                                env={**env, "JUPYTER_RUNTIME_DIR": runtime})
-        try:
-            rc = proc.wait(timeout=args.wall)
-            reason = None if rc == 0 else "une erreur de la correction automatique"
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # kernels follow (they die with their parent)
-            proc.wait()
-            rc, reason = None, f"la limite de temps de {args.wall:g} s pour tout le rendu a été atteinte"
-            status.append(f"cut at {args.wall:g} s")
-    failed = rc not in (0, None)
-    if failed:
-        status.append(f"nbgrader failed (exit {rc})")
-    cut = zero_unfinished(root, student, reason or "une erreur de la correction automatique", removed)
-    if cut:
-        status.append(f"not graded to the end: {', '.join(cut)}")
-    if not args.no_verify:
-        try:
-            report = verify.verify_student(root, student, timeout=args.wall,
-                                           memory_mb=8192 if args.memory_mb is None else args.memory_mb)
-        except Exception as err:  # noqa: BLE001 (fail closed: nothing unconfirmed keeps its points)
-            report = {"*": {"checked": 0, "withdrawn": {}, "error": repr(err)}}
-            withdraw_all(root, student, f"la vérification indépendante a échoué ({type(err).__name__})")
-        for notebook, entry in report.items():
-            if entry["withdrawn"]:
-                status.append(f"{notebook}: verification withdrew {sorted(entry['withdrawn'])}")
-            if entry["error"]:
-                failed = True
-                status.append(f"{notebook}: VERIFICATION ERROR {entry['error'][-300:]}")
-    status += what_happened(root, student)
-    score, maximum = auto_score(root, student)
-    seconds = time.perf_counter() - start
-    print(f"autograded {student} in {seconds:.1f} s: {score:g} / {maximum:g} automatic points"
-          + (f" ({'; '.join(status)})" if status else ""), flush=True)
-    return {"student": student, "score": score, "max": maximum, "seconds": seconds, "status": status,
-            "failed": failed}
+    def to_dict(self) -> dict:
+        return {"student": self.student, "score": self.score, "max": self.max, "seconds": round(self.seconds, 1),
+                "failed": self.failed, "status": self.status, "peak_memory_mb": self.peak_memory_mb,
+                "tests": self.tests}
 
 
-def what_happened(root: Path, student: str) -> list[str]:
-    """Repairs and incidents recorded in the graded notebooks, for the summary."""
-    said = []
-    for path in sorted((root / "autograded" / student / ASSIGNMENT).glob("*.ipynb")):
-        try:
-            meta = json.loads(path.read_text()).get("metadata", {}).get("tp3_grading", {})
-        except (OSError, ValueError):
-            continue
-        counts = [f"{len(meta[key])} {label}" for key, label in (("repairs", "repair(s)"), ("incidents", "incident(s)"))
-                  if meta.get(key)]
-        if counts:
-            said.append(f"{path.stem}: {', '.join(counts)}")
-    return said
+def workspace_settings(opts: Options, ws: Workspace, group, slot: int) -> str:
+    """nbgrader settings of this grading, appended to the workspace's configuration."""
+    lines = [f"c.GraderKernelManager.scratch_dir = {str(ws.runtime)!r}",
+             f"c.GraderKernelManager.memory_mb = {int(opts.memory_mb)!r}",
+             f"c.GraderKernelManager.cpu_seconds = {int(opts.wall)!r}",
+             f"c.GraderKernelManager.nproc = {int(opts.nproc)!r}",
+             f"c.GraderKernelManager.sandbox = {bool(opts.sandbox)!r}",
+             f"c.GraderKernelManager.sandbox_uid = {SANDBOX_UID + slot!r}",
+             f"c.GraderKernelManager.cgroup_procs = {group.procs_files if group else []!r}"]
+    if opts.cell_timeout:
+        lines.append(f"c.Execute.timeout = {int(opts.cell_timeout)!r}")
+    return "\n".join(lines)
 
 
-def remove_symlinks(folder: Path) -> list[str]:
-    """Symbolic links in a submission point outside it: nbgrader would copy their targets.
-    They are deleted (the archives students hand in hold none)."""
-    removed = []
-    for path in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else []:
-        if path.is_symlink():
-            removed.append(str(path.relative_to(folder)))
-            path.unlink()
+def kernel_env(opts: Options) -> dict:
+    env = dict(opts.env)
+    if opts.threads:
+        env.update(OMP_NUM_THREADS=str(opts.threads), MKL_NUM_THREADS=str(opts.threads))
+    return env
+
+
+def run_nbgrader(ws: Workspace, opts: Options, env: dict, log: Path) -> tuple[int | None, str | None]:
+    """``nbgrader autograde`` in the workspace, output capped into ``log``; (exit code or
+    None when cut at the wall clock, French reason or None)."""
+    from autograder.launcher import capped_copy
+
+    args = ["autograde", ASSIGNMENT, "--student", ws.student, "--force"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"+ (cd {ws.folder} && nbgrader {' '.join(args)})\n")
+    proc = reaper.popen([sys.executable, "-m", "nbgrader", *args], cwd=ws.folder, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        env={**env, **kernel_env(opts), "JUPYTER_RUNTIME_DIR": str(ws.runtime)})
+    copier = capped_copy(proc.stdout, str(log), LOG_BYTES)
+    try:
+        rc = proc.wait(timeout=opts.wall)
+        reason = None if rc == 0 else "une erreur de la correction automatique"
+    except subprocess.TimeoutExpired:
+        reaper.kill_group(proc)  # nbgrader; kernels die with it (parent-death signal) and with the group
+        proc.wait()
+        rc, reason = None, f"la limite de temps de {opts.wall:g} s pour tout le rendu a été atteinte"
+    finally:
+        reaper.forget(proc)
+        copier.join(timeout=10)
+    return rc, reason
+
+
+def _sanitize(folder: Path) -> int:
+    """Make every graded notebook of ``folder`` inert for HTML renderers; returns how many
+    things were removed."""
+    import nbformat
+
+    from autograder.sanitize import sanitize_notebook
+
+    removed = 0
+    for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
+        nb = nbformat.read(str(path), as_version=4)
+        removed += len(sanitize_notebook(nb))
+        nbformat.write(nb, str(path))
     return removed
 
 
-def set_aside_unreadable(folder: Path) -> list[str]:
-    """A notebook that is not valid JSON / nbformat would make nbgrader reject the whole
-    submission: it is renamed ``<name>.ipynb.illisible`` (kept for the record), so that
-    nbgrader grades the other notebooks and gives this one zero (as a missing notebook)."""
-    import nbformat
+def grade_submission(course: Path, student: str, opts: Options, template_db: Path, env: dict,
+                     lock: threading.Lock, slot: int = 0) -> Result:
+    """Grade ``student`` (see the module's docstring); the course is written under ``lock``."""
+    from autograder import verify
 
-    names = []
-    for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
+    start = time.perf_counter()
+    result = Result(student)
+    group = None
+    if opts.cgroups:
         try:
-            nb = nbformat.read(str(path), as_version=4)  # schema problems only warn: repair handles them
-            if not isinstance(nb.get("cells"), list):
-                raise ValueError("no list of cells")
-        except Exception:  # noqa: BLE001 (any reason: JSON, nbformat version, encoding)
-            path.rename(path.with_name(path.name + ".illisible"))
-            names.append(path.stem)
-    return names
+            group = cgroup.create(f"{os.getpid()}-{slot}", opts.memory_mb, opts.nproc)
+        except OSError as err:
+            result.status.append(f"no control group ({err.strerror or err})")
+    ws = Workspace(course, student, template_db)
+    try:
+        ws_config = ws.folder / "nbgrader_config.py"
+        ws_config.write_text(ws_config.read_text() + workspace_settings(opts, ws, group, slot) + "\n")
+        if ws.intake.ignored or ws.intake.refused:
+            result.status.append(f"files left out: {ws.intake.summary()}")
+        unreadable = set_aside_unreadable(ws.submitted)
+        if unreadable:
+            result.status.append(f"unreadable: {', '.join(unreadable)}")
+        rc, reason = run_nbgrader(ws, opts, env, course / "reports" / "logs" / f"{student}.log")
+        if reason and rc is None:
+            result.status.append(f"cut at {opts.wall:g} s")
+        if rc not in (0, None):
+            result.failed = True
+            result.status.append(f"nbgrader failed (exit {rc}, see reports/logs/{student}.log)")
+        left = group.kill() if group else len(reaper.reap())
+        if left:
+            result.status.append(f"{left} process(es) left by the kernels killed")
+        cut = zero_unfinished(ws.db, ws.folder, ws.submitted, ws.autograded, course / "release" / ASSIGNMENT,
+                              student, reason or "une erreur de la correction automatique")
+        if cut:
+            result.status.append(f"not graded to the end: {', '.join(cut)}")
+        if opts.verify:
+            iso = verify.Isolation(memory_mb=opts.memory_mb, timeout=opts.wall, sandbox=opts.sandbox,
+                                   uid=SANDBOX_UID + slot, procs_files=group.procs_files if group else [],
+                                   env=kernel_env(opts))
+            try:
+                report = verify.verify_submission(ws.folder, student, iso)
+            except Exception as err:  # noqa: BLE001 (fail closed: nothing unconfirmed keeps its points)
+                report = {"*": verify.Outcome(error=repr(err))}
+                withdraw_all(ws.db, student)
+            for notebook, outcome in report.items():
+                if outcome.withdrawn:
+                    result.status.append(f"{notebook}: verification withdrew {sorted(outcome.withdrawn)}")
+                if outcome.error:
+                    result.failed = True
+                    result.status.append(f"{notebook}: VERIFICATION ERROR {outcome.error[-300:]}")
+            left = group.kill() if group else len(reaper.reap())
+            if left:
+                result.status.append(f"{left} process(es) left by the verification killed")
+        if group:
+            result.peak_memory_mb = group.peak_memory_mb()
+        result.status += what_happened(ws.autograded)
+        _sanitize(ws.autograded)
+        with lock:
+            transfer(ws.db, course / "gradebook.db", student)
+            publish(ws, course)
+            result.score, result.max = auto_score(course / "gradebook.db", student)
+            result.tests = test_scores(course / "gradebook.db", student)
+    finally:
+        if group:
+            group.remove()
+        ws.remove()
+    result.seconds = time.perf_counter() - start
+    return result
 
 
-def gradebook(root: Path):
-    """The course's nbgrader gradebook (a context manager)."""
-    from nbgrader.api import Gradebook
-
-    return Gradebook(f"sqlite:///{root / 'gradebook.db'}")
-
-
-def _test_grades(gb, notebook) -> list:
-    solutions = {c.name for c in notebook.notebook.solution_cells}
-    return [g for g in notebook.grades if g.cell_type == "code" and g.name not in solutions]
-
-
-def zero_unfinished(root: Path, student: str, reason: str, removed: list[str]) -> list[str]:
-    """Every notebook nbgrader did not grade to the end (killed, failed) gets zero for its
-    tests, with a graded notebook saying why (for the feedback). Returns their names."""
-    import nbformat
-
-    from autograder.notes import META_KEY, add_note, error_output, is_test_cell
-    from autograder.repair import Reference, repair_notebook, source_order
-
-    cut = []
-    with gradebook(root) as gb:
-        gb.update_or_create_student(student)
-        submission = gb.update_or_create_submission(ASSIGNMENT, student)
-        for sub_nb in submission.notebooks:
-            out = root / "autograded" / student / ASSIGNMENT / f"{sub_nb.name}.ipynb"
-            nb = None
-            if out.exists():
-                try:
-                    nb = nbformat.read(str(out), as_version=4)
-                except Exception:  # noqa: BLE001
-                    nb = None
-            if nb is not None and nb.metadata.get(META_KEY, {}).get("complete"):
-                if removed:
-                    add_note(nb, f"Liens symboliques ignorés dans votre rendu : {', '.join(removed)}.")
-                    nbformat.write(nb, str(out))
-                continue
-            submitted = root / "submitted" / student / ASSIGNMENT / f"{sub_nb.name}.ipynb"
-            if not submitted.exists():
-                for grade in sub_nb.grades:  # nbgrader's rule for a missing notebook
-                    grade.auto_score, grade.needs_manual_grade = 0.0, False
-                if submitted.with_name(submitted.name + ".illisible").exists():  # explain it in the feedback
-                    nb = nbformat.read(str(root / "release" / ASSIGNMENT / f"{sub_nb.name}.ipynb"), as_version=4)
-                    for cell in nb.cells:
-                        if is_test_cell(cell):
-                            cell.outputs = [error_output("NotebookIllisible", "ce test n'a pas été exécuté : "
-                                                         "votre notebook est illisible.")]
-                    add_note(nb, "Votre notebook est illisible (ce n'est pas un notebook Jupyter valide, "
-                                 "fichier abîmé ?) : il n'a pas pu être corrigé et vaut 0. La version distribuée "
-                                 "est montrée ici à sa place.")
-                    nb.metadata.setdefault(META_KEY, {})["complete"] = False
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    nbformat.write(nb, str(out))
-                continue
-            cut.append(sub_nb.name)
-            for grade in _test_grades(gb, sub_nb):
-                grade.auto_score, grade.needs_manual_grade = 0.0, False
-            ref = Reference.from_gradebook(gb, sub_nb.name, ASSIGNMENT, source_order(root, ASSIGNMENT, sub_nb.name))
-            said = []
-            if nb is None:
-                try:
-                    nb = nbformat.read(str(submitted), as_version=4)
-                    said = repair_notebook(nb, ref)
-                except Exception:  # noqa: BLE001 (unreadable: show the release instead)
-                    nb = nbformat.read(str(root / "release" / ASSIGNMENT / f"{sub_nb.name}.ipynb"), as_version=4)
-                    said = ["Votre notebook est illisible (ce n'est pas un notebook valide) : la version "
-                            "distribuée est montrée à la place."]
-            for cell in nb.cells:
-                if is_test_cell(cell):
-                    cell.outputs = [error_output("CorrectionInterrompue",
-                                                 f"ce test n'a pas été exécuté : {reason}.")]
-            for line in said:
-                add_note(nb, line)
-            add_note(nb, f"La correction automatique de ce notebook n'a pas pu aller au bout ({reason}) : ses "
-                         "cellules de test valent 0. Votre enseignant en est informé.")
-            nb.metadata.setdefault(META_KEY, {})["complete"] = False
-            out.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, str(out))
-        gb.db.commit()
-    return cut
-
-
-def withdraw_all(root: Path, student: str, reason: str) -> None:
-    """Fail closed: no automatic point stands unverified."""
-    with gradebook(root) as gb:
-        for sub_nb in gb.find_submission(ASSIGNMENT, student).notebooks:
-            for grade in _test_grades(gb, sub_nb):
-                if (grade.auto_score or 0) > 0:
-                    grade.auto_score, grade.needs_manual_grade = 0.0, False
-        gb.db.commit()
-    print(f"WARNING: {student}: {reason}; automatic points withdrawn until it is rerun.", flush=True)
-
-
-def auto_score(root: Path, student: str) -> tuple[float, float]:
-    from nbgrader.api import MissingEntry
-
-    with gradebook(root) as gb:
+def kill_everything(signum=signal.SIGKILL) -> None:
+    """Used on Ctrl+C of the whole run: no kernel survives the grader."""
+    for pid in reaper.descendants(os.getpid()):
         try:
-            sub = gb.find_submission(ASSIGNMENT, student)
-        except MissingEntry:
-            return 0.0, 0.0
-        return sum(nb.code_score for nb in sub.notebooks), sum(nb.max_code_score for nb in sub.notebooks)
+            os.kill(pid, signum)
+        except OSError:
+            pass

@@ -1,22 +1,27 @@
-"""Start a student's kernel for grading: resource limits, and optionally the sandbox.
+"""Start a student's kernel for grading: its submission's control group, resource limits,
+and optionally the sandbox.
 
-    python launcher.py [--memory-mb N] [--cpu-seconds N] [--nproc N] [--fsize-mb N]
-                       [--sandbox --private-dir DIR --etc-dir DIR [--uid N]] -- KERNEL COMMAND...
+    python launcher.py [--cgroup PROCS_FILE ...] [--memory-mb N] [--cpu-seconds N] [--nproc N]
+                       [--fsize-mb N] [--sandbox --private-dir DIR --etc-dir DIR [--uid N]]
+                       -- KERNEL COMMAND...
 
-The grader's kernel manager (``execute.GraderKernelManager``) puts this in front of the
+The grader's kernel manager (``kernel.GraderKernelManager``) puts this in front of the
 kernel's command line. It runs with the grader's rights, in the folder nbgrader grades in.
+First it joins the submission's control group(s) (``--cgroup``: everything it starts stays
+there, and the grader kills the group when the submission is graded).
 
-- Plain mode: sets the limits, asks to be killed with the grader (``PR_SET_PDEATHSIG``),
-  and becomes the kernel (exec).
+- Plain mode with a control group: sets the limits and becomes the kernel (exec).
+- Plain mode without one: stays as the kernel's parent and a child subreaper, so that what
+  the kernel detaches comes back to it, and kills all of it when the kernel ends.
 - Sandbox mode: starts the kernel inside bubblewrap (``sandbox.bwrap_argv``) under the
   limits, stays as its parent to relay interrupts (SIGINT) to it, and takes the sandbox
-  down with it. The kernel's own stdout/stderr (not the notebook's outputs) go to
-  ``kernel.log`` beside the private folder.
+  down with it. The kernel's own stdout/stderr (not the notebook's outputs) are kept, at
+  most ``LOG_BYTES`` of them, in ``kernel.log`` beside the private folder.
 
-Limits: ``RLIMIT_AS`` (memory: an allocation past it fails with MemoryError), ``RLIMIT_CPU``
-(CPU seconds of each process: past it the process is killed), ``RLIMIT_NPROC`` (processes
-and threads of the sandbox uid: bounds fork bombs; root ignores it, so it only bites in
-the sandbox), ``RLIMIT_FSIZE`` (largest file written), no core dumps.
+Limits: ``RLIMIT_AS`` (memory of one process: an allocation past it fails with
+MemoryError; the control group bounds the whole submission), ``RLIMIT_CPU`` (CPU seconds of
+each process), ``RLIMIT_NPROC`` (processes and threads of the sandbox uid; root ignores
+it), ``RLIMIT_FSIZE`` (largest file written), no core dumps.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import ctypes
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 PR_SET_PDEATHSIG = 1
+LOG_BYTES = 64 << 10
 
 
 def die_with_parent() -> None:
@@ -42,6 +48,12 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:  # the parent died before the request
         os._exit(1)
+
+
+def join_cgroups(procs_files: list[str]) -> None:
+    for path in procs_files:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
 
 
 def set_limits(memory_mb: int, cpu_seconds: int, nproc: int, fsize_mb: int) -> None:
@@ -68,15 +80,15 @@ def connection_file(cmd: list[str]) -> str | None:
     return None
 
 
-def sandbox_processes(init: int | None) -> list[int]:
-    """Host pids of the processes under the sandbox's init (the kernel first)."""
-    if not init:
+def descendants(pid: int | None) -> list[int]:
+    """Host pids of every process under ``pid`` (breadth first)."""
+    if not pid:
         return []
-    found, todo = [], [init]
+    found, todo = [], [pid]
     while todo:
-        pid = todo.pop(0)
+        parent = todo.pop(0)
         try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
                 children = [int(c) for c in f.read().split()]
         except (OSError, ValueError):
             children = []
@@ -99,21 +111,66 @@ def readable_by_all(path: str) -> None:
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
 
 
-def seed_matplotlib_cache(dest: str) -> None:
-    """A copy of the grader's matplotlib font list, so the kernel does not rebuild it (which
-    runs fc-list, whose complaints would land on stderr, in a cell)."""
-    os.makedirs(dest, exist_ok=True)
-    for folder in filter(None, [os.environ.get("MPLCONFIGDIR"),
-                                os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                             "matplotlib")]):
+def capped_copy(source, path: str, limit: int = LOG_BYTES) -> threading.Thread:
+    """Copy ``source`` (a pipe) into ``path``, keeping its first ``limit`` bytes; the rest is
+    read and dropped (a kernel printing without end must not fill the grader's disk)."""
+    def run():
+        kept = 0
+        with open(path, "ab") as out:
+            while True:
+                chunk = source.read(1 << 16)
+                if not chunk:
+                    return
+                if kept < limit:
+                    out.write(chunk[: limit - kept])
+                    kept += len(chunk[: limit - kept])
+                    if kept >= limit:
+                        out.write(b"\n[... kernel output cut ...]\n")
+                        out.flush()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait(proc: subprocess.Popen) -> int:
+    while True:
         try:
-            names = [n for n in os.listdir(folder) if n.startswith("fontlist-") and n.endswith(".json")]
-        except OSError:
+            return proc.wait()
+        except InterruptedError:
             continue
-        for name in names:
-            shutil.copyfile(os.path.join(folder, name), os.path.join(dest, name))
-        if names:
-            return
+
+
+def run_reaping(args, cmd: list[str]) -> int:
+    """Plain mode without a control group: the kernel as a child; what it leaves is killed."""
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+    def child_setup():
+        set_limits(args.memory_mb, args.cpu_seconds, 0, args.fsize_mb)
+
+    proc = subprocess.Popen(cmd, preexec_fn=child_setup)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel, in our process group, gets it itself
+
+    def stop(signum, frame):
+        for pid in [proc.pid, *descendants(os.getpid())]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    code = wait(proc)
+    for pid in descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    while True:  # reap them (they are our children now)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return code
 
 
 def run_sandboxed(args, cmd: list[str]) -> int:
@@ -125,16 +182,12 @@ def run_sandboxed(args, cmd: list[str]) -> int:
         print("launcher: the connection file must be in the private folder", file=sys.stderr)
         return 2
     os.chown(conn, args.uid, args.uid)  # written 0600 by the grader: readable by the kernel only
-    base = os.path.dirname(args.private_dir)
     for name in submission_entries(os.getcwd()):
         readable_by_all(os.path.join(os.getcwd(), name))  # nbgrader's working copies (it makes them 0444 later)
-    mpl = os.path.join(base, "matplotlib")
-    seed_matplotlib_cache(mpl)
-    os.chown(mpl, args.uid, args.uid)
     state = {"child": None, "proc": None}
 
     def relay(signum, frame):
-        for pid in sandbox_processes(state["child"]):
+        for pid in descendants(state["child"]):
             try:
                 os.kill(pid, signum)  # the kernel and what it started (bwrap's init ignores it)
             except OSError:
@@ -148,19 +201,18 @@ def run_sandboxed(args, cmd: list[str]) -> int:
     signal.signal(signal.SIGINT, relay)
     signal.signal(signal.SIGTERM, stop)
     read_info, write_info = os.pipe()
-    argv = bwrap_argv(cmd, submission=os.getcwd(), private_dir=args.private_dir, etc_dir=args.etc_dir,
-                      uid=args.uid, mpl_dir=mpl)
+    argv = bwrap_argv(cmd, submission=os.getcwd(), private_dir=args.private_dir, etc_dir=args.etc_dir, uid=args.uid)
     argv = [argv[0], "--info-fd", str(write_info), *argv[1:]]
 
     def child_setup():
         die_with_parent()
         set_limits(args.memory_mb, args.cpu_seconds, args.nproc, args.fsize_mb)
 
-    log = open(os.path.join(os.path.dirname(args.private_dir), "kernel.log"), "ab")
     proc = subprocess.Popen(argv, preexec_fn=child_setup, pass_fds=(write_info,), start_new_session=True,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     state["proc"] = proc
     os.close(write_info)
+    capped_copy(proc.stdout, os.path.join(os.path.dirname(args.private_dir), "kernel.log"))
     with os.fdopen(read_info) as info:  # bwrap writes {"child-pid": N} (several lines)
         text = ""
         for line in info:
@@ -170,11 +222,7 @@ def run_sandboxed(args, cmd: list[str]) -> int:
                 break
             except ValueError:
                 continue
-    while True:
-        try:
-            return proc.wait()
-        except InterruptedError:
-            continue
+    return wait(proc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     split = argv.index("--")
     parser = argparse.ArgumentParser()
+    parser.add_argument("--cgroup", action="append", default=[], help="cgroup.procs file to join")
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--cpu-seconds", type=int, default=0)
     parser.add_argument("--nproc", type=int, default=0)
@@ -195,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[:split])
     cmd = argv[split + 1:]
     die_with_parent()
+    join_cgroups(args.cgroup)
     if args.sandbox:
         return run_sandboxed(args, cmd)
+    if not args.cgroup:
+        return run_reaping(args, cmd)
     set_limits(args.memory_mb, args.cpu_seconds, 0, args.fsize_mb)
     os.execv(cmd[0], cmd)
     return 1  # not reached

@@ -47,9 +47,18 @@ def notes(nb: NotebookNode) -> list[str]:
     return []
 
 
+# Names of the errors the grader writes into graded notebooks (shown to students).
+TIMEOUT = "Temps dépassé"
+KERNEL_DIED = "Noyau arrêté"
+NOT_RUN = "Cellule non exécutée"
+INTERRUPTED = "Correction interrompue"
+UNREADABLE = "Notebook illisible"
+WITHDRAWN = "Vérification échouée"
+
+
 def error_output(ename: str, message: str) -> NotebookNode:
     """An error output (what nbgrader reads as a failed cell) carrying a French message."""
-    return new_output("error", ename=ename, evalue=message, traceback=[f"{ename}: {message}"])
+    return new_output("error", ename=ename, evalue=message, traceback=[f"{ename} : {message}"])
 
 
 def grading_meta(nb: NotebookNode) -> dict:

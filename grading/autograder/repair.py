@@ -17,7 +17,10 @@ the kernelspec. What it does not do, and what this step adds (first step of
 - a changed cell type (code <-> markdown) is restored, as nbgrader does, but also reported;
 - the kernelspec and language are reset to the assignment's (Python), whatever the
   submission says (``julia-1.9``, ``python2``, missing);
-- malformed cells (no outputs list, outputs on a markdown cell) are made well-formed.
+- malformed cells (no outputs list, outputs on a markdown cell) are made well-formed;
+- cells of the release moved out of order are put back in the reference order (the
+  student's own cells follow the release cell they followed), so that the instructor's
+  cells run, in the kernel as in the re-verification, in the order they were written.
 
 Every change is explained, in French, in the note cell at the top of the graded notebook.
 """
@@ -187,8 +190,35 @@ def repair_notebook(nb: NotebookNode, ref: Reference) -> list[str]:
                         "(la réponse manque donc).")
         else:
             said.append(f"{_label(r).capitalize()} avait été supprimée : elle a été remise à sa place.")
+    cells, moved = reference_order(cells, ref)
+    if moved:
+        said.append(f"L'ordre des cellules de l'énoncé avait été changé ({', '.join(moved[:5])}"
+                    f"{'...' if len(moved) > 5 else ''}) : il a été rétabli ; vos cellules ajoutées restent "
+                    "après la cellule de l'énoncé qui les précédait.")
     nb.cells = cells
     return said
+
+
+def reference_order(cells: list, ref: Reference) -> tuple[list, list[str]]:
+    """``cells`` with every known cell in the reference's order, each followed by the
+    ordinary cells that followed it in the submission (those before any known cell stay
+    first); and the grade ids that were out of place."""
+    rank = {r["grade_id"]: i for i, r in enumerate(ref.cells)}
+    head, groups = [], []
+    for cell in cells:
+        gid = cell_id(cell)
+        if gid in rank:
+            groups.append((rank[gid], [cell]))
+        elif groups:
+            groups[-1][1].append(cell)
+        else:
+            head.append(cell)
+    ranks = [r for r, _ in groups]
+    if ranks == sorted(ranks):
+        return cells, []
+    moved = [ref.cells[r]["grade_id"] for r in ranks if r not in _longest_increasing(ranks)]
+    ordered = head + [c for _, group in sorted(groups, key=lambda g: g[0]) for c in group]
+    return ordered, moved
 
 
 try:
@@ -213,3 +243,12 @@ try:
             return nb, resources
 except ImportError:  # nbgrader missing: the functions above still work
     pass
+
+
+def _longest_increasing(values: list[int]) -> set[int]:
+    """The values of a longest increasing subsequence (the cells that did not move)."""
+    best: list[list[int]] = []
+    for i, v in enumerate(values):
+        prefix = max((best[j] for j in range(i) if values[j] < v), key=len, default=[])
+        best.append(prefix + [v])
+    return set(max(best, key=len, default=[]))

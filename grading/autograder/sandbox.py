@@ -34,6 +34,7 @@ SANDBOX_UID = 61_000  # an unused uid: RLIMIT_NPROC counts the processes of this
 HOME = "/home/etudiant"
 WORKDIR = f"{HOME}/tp3"
 LAB_ROOT = "/opt/tp3"
+MPL_DIR = "/tmp/matplotlib"  # matplotlib's cache folder, inside the /tmp tmpfs
 
 # Environment passed into the sandbox (everything else is cleared).
 PASS_ENV = ("TP3_PROFILE", "TP3_DATA_DIR", "TP3_CACHE_DIR", "TIKTOKEN_CACHE_DIR", "HF_HUB_CACHE",
@@ -142,23 +143,29 @@ def submission_entries(folder: str) -> list[str]:
     return entries
 
 
-def bwrap_argv(cmd: list[str], *, submission: str, private_dir: str, etc_dir: str, mpl_dir: str | None = None,
-               uid: int = SANDBOX_UID, tmp_mb: int = 256, work_mb: int = 256) -> list[str]:
-    """The command that runs ``cmd`` (a kernel command line) inside the sandbox.
+def matplotlib_fontlist() -> str | None:
+    """The grader's matplotlib font list (``fontlist-v*.json``), shown read-only in the
+    sandbox so that the kernel does not rebuild it (fc-list's complaints would land on
+    stderr, in a cell). None if the grader has none yet."""
+    for folder in filter(None, [os.environ.get("MPLCONFIGDIR"),
+                                os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                             "matplotlib")]):
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.startswith("fontlist-") and n.endswith(".json"))
+        except OSError:
+            continue
+        if names:
+            return os.path.join(folder, names[-1])
+    return None
 
-    ``submission``: the folder nbgrader grades in (its entries are mounted read-only);
-    ``private_dir``: the kernel's connection folder (mounted read-write at the same path);
-    ``etc_dir``: holds the ``passwd`` and ``group`` files shown in the sandbox;
-    ``mpl_dir``: matplotlib's cache folder (seeded with the grader's font list), read-write.
-    """
-    bwrap, setpriv = tool(BWRAP), tool(SETPRIV)
-    if not bwrap or not setpriv:
-        raise RuntimeError("bubblewrap (bwrap) and setpriv are needed: apt-get install bubblewrap util-linux")
+
+def sandbox_env(extra: dict | None = None) -> dict:
+    """The environment inside the sandbox: the lab's variables, nothing of the grader's."""
     env = {
         "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
         "HOME": HOME, "USER": "etudiant", "LOGNAME": "etudiant", "LANG": "C.UTF-8",
         "PYTHONPATH": LAB_ROOT, "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-        "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython", "XDG_CACHE_HOME": "/tmp/cache",
+        "MPLCONFIGDIR": MPL_DIR, "IPYTHONDIR": "/tmp/ipython", "XDG_CACHE_HOME": "/tmp/cache",
         "XDG_CONFIG_HOME": "/tmp/config", "JUPYTER_CONFIG_DIR": "/tmp/jupyter",
         "JUPYTER_DATA_DIR": "/tmp/jupyter-data", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
         "HF_HUB_OFFLINE": "1",
@@ -167,6 +174,32 @@ def bwrap_argv(cmd: list[str], *, submission: str, private_dir: str, etc_dir: st
         if os.environ.get(name):
             env[name] = os.environ[name]
     env.setdefault("TP3_CACHE_DIR", default_cache_dir())
+    env.update(extra or {})
+    return env
+
+
+def bwrap_argv(cmd: list[str], *, etc_dir: str, workdir: dict[str, str] | None = None,
+               submission: str | None = None, private_dir: str | None = None,
+               read_only: list[tuple[str, str]] | None = None, uid: int = SANDBOX_UID,
+               env: dict | None = None, tmp_mb: int = 256, work_mb: int = 256) -> list[str]:
+    """The command that runs ``cmd`` inside the sandbox.
+
+    ``workdir``: name -> host path, each shown read-only in the working folder ``WORKDIR``
+    (``submission``, the folder nbgrader grades in, adds its entries but not the
+    notebooks); ``private_dir``: the kernel's connection folder, the only host folder it may
+    write (mounted at the same path); ``read_only``: more (host path, sandbox path) binds;
+    ``etc_dir``: holds the ``passwd`` and ``group`` files shown in the sandbox; ``env``:
+    variables added to :func:`sandbox_env`. Every other writable place is a tmpfs of a
+    fixed size: ``/tmp`` (``tmp_mb``, matplotlib's cache folder inside it), ``/dev/shm``,
+    ``$HOME`` and the working folder (``work_mb``).
+    """
+    bwrap, setpriv = tool(BWRAP), tool(SETPRIV)
+    if not bwrap or not setpriv:
+        raise RuntimeError("bubblewrap (bwrap) and setpriv are needed: apt-get install bubblewrap util-linux")
+    env = sandbox_env(env)
+    files = dict(workdir or {})
+    if submission:
+        files.update({name: os.path.join(submission, name) for name in submission_entries(submission)})
 
     args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "tp3-sandbox", "--clearenv"]
@@ -178,7 +211,11 @@ def bwrap_argv(cmd: list[str], *, submission: str, private_dir: str, etc_dir: st
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
              "--perms", "1777", "--size", str(16 << 20), "--tmpfs", "/dev/shm",
-             "--perms", "0777", "--size", str(16 << 20), "--tmpfs", HOME]
+             "--perms", "0777", "--size", str(16 << 20), "--tmpfs", HOME,
+             "--perms", "0777", "--dir", MPL_DIR]
+    fontlist = matplotlib_fontlist()
+    if fontlist:
+        args += ["--ro-bind", fontlist, f"{MPL_DIR}/{os.path.basename(fontlist)}"]
     args += _python_binds()
     args += ["--ro-bind", lab_utils_dir(), f"{LAB_ROOT}/lab_utils"]
     for name in DATA_ENV:
@@ -188,12 +225,14 @@ def bwrap_argv(cmd: list[str], *, submission: str, private_dir: str, etc_dir: st
             args += ["--ro-bind", real, real]
             if real != path:
                 args += ["--ro-bind", real, path]
+    for host, dest in read_only or []:
+        args += ["--ro-bind", host, dest]
     args += ["--perms", "0777", "--size", str(work_mb << 20), "--tmpfs", WORKDIR]
-    for name in submission_entries(submission):
-        args += ["--ro-bind", os.path.join(submission, name), f"{WORKDIR}/{name}"]
-    if mpl_dir:
-        args += ["--bind", mpl_dir, "/tmp/matplotlib"]
-    args += ["--bind", private_dir, private_dir, "--chdir", WORKDIR]
+    for name, host in sorted(files.items()):
+        args += ["--ro-bind", host, f"{WORKDIR}/{name}"]
+    if private_dir:
+        args += ["--bind", private_dir, private_dir]
+    args += ["--chdir", WORKDIR]
     args = _with_parents(args)
     args += ["--", setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
              "--bounding-set=-all", "--no-new-privs", "--pdeathsig=SIGKILL", "--"]
