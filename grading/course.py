@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_publish)
     args = parser.parse_args(argv)
     args.root = args.root.resolve()
+    os.environ["PATH"] = nbgrader_env()["PATH"]  # nbgrader's gradebook runs alembic when it creates a database
     return args.func(args) or 0
 
 
