@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "grading"))
-import course  # noqa: E402
+import scratch
 
-MODES = {"plain, no verify": ["--no-verify"], "plain": [], "sandbox": ["--sandbox"]}
+MODES = {"plain, no verify": ["--no-sandbox", "--no-verify"], "plain": ["--no-sandbox"], "sandbox": ["--sandbox"]}
 
 
 def main() -> None:
@@ -39,25 +34,15 @@ def main() -> None:
     os.environ["TP3_PROFILE"] = args.profile
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "course"
-        root.mkdir()
-        shutil.copy2(REPO / "grading" / "nbgrader_config.py", root)
-        shutil.copytree(REPO / "grading" / "source", root / "source")
-        subprocess.run([sys.executable, str(REPO / "grading" / "course.py"), "--root", str(root), "generate",
-                        "--no-copy"], check=True, capture_output=True)
-        folder = root / "submitted" / "student" / "tp3"
-        folder.mkdir(parents=True)
-        for nb in course.source_notebooks(root):
-            shutil.copy2(nb, folder / nb.name)
-        course.execute_as_student(folder)
+        root = scratch.scratch_course(Path(tmp))
+        scratch.executed_solutions(root, root / "submitted" / "student" / "tp3")
         for _ in range(args.repeat):
             for mode, flags in MODES.items():
-                start = time.perf_counter()
-                out = subprocess.run([sys.executable, str(REPO / "grading" / "course.py"), "--root", str(root),
-                                      "autograde", *flags, "student"], capture_output=True, text=True)
-                seconds[mode].append(time.perf_counter() - start)
-                if out.returncode != 0 or "18 / 18" not in out.stdout:
+                elapsed, out = scratch.autograde(root, *flags, "student")
+                if out.returncode != 0:
                     sys.exit(f"{mode}: autograde failed\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+                scratch.require_full_marks(root, "student", mode)
+                seconds[mode].append(elapsed)
     base = statistics.median(seconds["plain, no verify"])
     print(f"autograde of one complete submission (profile {args.profile}, {os.cpu_count()} CPU), median of "
           f"{args.repeat}:")

@@ -210,3 +210,24 @@ def processes_under(path: Path) -> list[str]:
         if cwd.startswith(str(path)):
             found.append(f"{proc.name} {cwd}")
     return found
+
+
+def grading_leftovers(root: Path) -> list[str]:
+    """Processes still working in the course or in a grading workspace (kernels left behind)."""
+    import tempfile
+
+    return processes_under(root) + processes_under(Path(tempfile.gettempdir()) / "tp3-grade-")
+
+
+def processes_with(token: str) -> list[str]:
+    """Processes whose command line holds ``token`` (left behind by a kernel)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if token in cmdline and "pytest" not in cmdline:
+                found.append(f"{proc.name} {cmdline[:120]}")
+    return found

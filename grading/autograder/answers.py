@@ -20,7 +20,7 @@ import inspect
 import json
 import math
 
-MAX_CHARS = 2_000_000  # a claim larger than this is refused (encoded answers of TP3: ~2 kB)
+MAX_CHARS = 256_000  # a claim larger than this is refused (encoded answers of TP3: ~2 kB per test cell)
 ENCODER_NAME = "_tp3_grader_encode_answers"
 
 

@@ -148,7 +148,7 @@ def run_reaping(args, cmd: list[str]) -> int:
     def child_setup():
         set_limits(args.memory_mb, args.cpu_seconds, 0, args.fsize_mb)
 
-    proc = subprocess.Popen(cmd, preexec_fn=child_setup)
+    proc = subprocess.Popen(cmd, preexec_fn=child_setup, close_fds=False)  # keep what the grader passed
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel, in our process group, gets it itself
 
     def stop(signum, frame):
