@@ -108,7 +108,7 @@ def run_nbgrader(ws: Workspace, opts: Options, env: dict, log: Path) -> tuple[in
         rc, reason = None, f"la limite de temps de {opts.wall:g} s pour tout le rendu a été atteinte"
     finally:
         reaper.forget(proc)
-        copier.join(timeout=10)
+        copier.join(timeout=2)  # a process left behind may hold the pipe: it is killed next
     return rc, reason
 
 
