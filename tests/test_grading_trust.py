@@ -324,9 +324,17 @@ def test_memory_of_the_submission_is_bounded_as_a_whole(graded):
 
 
 def test_errors_and_kernel_output_are_capped_in_bytes(graded):
+    from autograder.outputs import ERROR_BYTES
+
     root = graded["root"]
+    nb = gc.graded_nb(root, "attack-limits", "tp3_partie1")
+    errors = [json.dumps(o) for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"
+              and "ValueError" in o.get("ename", "")]
+    assert len(errors) == 3 and all(len(e) < ERROR_BYTES + 2048 for e in errors)  # three 60 MB errors, cut
+    flood = gc.outputs_text(nb)
+    assert "sortie tronquée : plus de 8 Mo par cellule" in flood  # 200 MB written on the kernel's stdout
     path = root / "autograded" / "attack-limits" / "tp3" / "tp3_partie1.ipynb"
-    assert path.stat().st_size < 2 << 20, path.stat().st_size  # three 60 MB errors, cut
+    assert path.stat().st_size < 10 << 20, path.stat().st_size
     assert (root / "reports" / "logs" / "attack-limits.log").stat().st_size < 3 << 20
     assert gc.scores(root, "attack-limits") == gc.expected(root, {}, ("tp3_partie1",))
 

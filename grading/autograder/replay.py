@@ -63,8 +63,9 @@ def replay(spec: dict) -> dict:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 exec(compile(source, f"<{gid}>", "exec"), ns)  # instructor code only
         except BaseException as err:  # noqa: BLE001 (SystemExit, KeyboardInterrupt included)
-            if test:
-                verdicts[gid] = {"ok": False, "why": "failed", "message": f"{type(err).__name__} : {err}"[:500]}
+            if test:  # a check's French message alone; any other error with its name
+                text = str(err) if isinstance(err, AssertionError) and str(err) else f"{type(err).__name__} : {err}"
+                verdicts[gid] = {"ok": False, "why": "failed", "message": text[:500]}
             else:
                 verdicts["_instructor_errors"].append({"cell": gid, "type": type(err).__name__,
                                                        "lab_error": _is_run_error(err), "message": str(err)[:300]})

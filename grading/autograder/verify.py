@@ -180,7 +180,10 @@ def verify_notebook(gb, source_root: Path, submission: Path, sub_nb, nb, iso: Is
     try:
         verdicts = run_replay(spec, submission, iso)
         outcome.instructor_errors = [e for e in verdicts.get("_instructor_errors", []) if isinstance(e, dict)]
-        broken = [e for e in outcome.instructor_errors if not e.get("lab_error")]
+        # the first failing instructor cell tells whose fault it is: the student's run folder
+        # (missing, mismatched: the cells after it fail in turn) or the grader's environment
+        errors = outcome.instructor_errors
+        broken = errors if errors and not errors[0].get("lab_error") else []
         if broken:
             outcome.error = "instructor cells failed in the replay (grader environment?): " + "; ".join(
                 f"{e.get('cell')}: {e.get('type')}: {str(e.get('message'))[:200]}" for e in broken[:3])
