@@ -177,11 +177,14 @@ def cmd_collect(args) -> int:
 
     root = args.root
     roster = read_roster(args.roster) if args.roster else None
-    if args.exchange:
-        submitted = root / "submitted"
-        before = {p.name: p.stat().st_mtime for p in submitted.glob("*")} if submitted.is_dir() else {}
-        nbgrader(root, "collect", ASSIGNMENT)
-        changed = [p.name for p in sorted(submitted.glob("*")) if p.is_dir() and before.get(p.name) != p.stat().st_mtime]
+    refused = []
+    if args.exchange:  # impersonated or unsafe entries are refused and reported (autograder/exchange.py)
+        from autograder.exchange import collect_exchange, format_report
+
+        exchange = collect_exchange(root, lambda *a: nbgrader(root, *a))
+        print(format_report(exchange), flush=True)
+        refused = exchange["refused"]
+        changed = [c["student"] for c in exchange["collected"]]
         report = tidy_collected(root, [s for s in changed if roster is None or s in roster])
     else:
         folder = Path(args.zips)
@@ -196,7 +199,7 @@ def cmd_collect(args) -> int:
     print(f"collected {len(report.students)} submission(s), skipped {len(report.skipped)}:")
     for entry in report.collected:
         print(entry.line())
-    return 1 if report.skipped else 0
+    return 1 if report.skipped or refused else 0
 
 
 def cmd_autograde(args) -> int:

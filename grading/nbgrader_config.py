@@ -80,3 +80,8 @@ c.Autograde.exclude_overwriting = {"tp3": RUN_FILES}
 # Students' archives are collected by `course.py collect --zips` (autograder/collect.py: ids from
 # the archive names, the expected files only, extracted by our own code), not by nbgrader's
 # zip_collect, whose collector takes student ids from paths inside the archives.
+
+# nbgrader's exchange (JupyterHub): `nbgrader collect` refuses, and reports, an inbound entry
+# not wholly owned by the student it names, or holding links or special files (nbgrader 0.9.6
+# only warns, and the impersonation replaced the victim's submission). See autograder/exchange.py.
+c.ExchangeFactory.collect = "autograder.exchange.OwnerCheckedCollect"
