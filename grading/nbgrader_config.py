@@ -81,6 +81,11 @@ c.Autograde.exclude_overwriting = {"tp3": RUN_FILES}
 # the archive names, the expected files only, extracted by our own code), not by nbgrader's
 # zip_collect, whose collector takes student ids from paths inside the archives.
 
+# Autograded notebooks stay writable by their owner: course.py writes the grading notes and the
+# re-verification into them after nbgrader, which an instructor who is not root cannot do to
+# nbgrader's default read-only (444) files (tests/test_jupyterhub.py). 664 with groupshared.
+c.Autograde.permissions = 644
+
 # nbgrader's exchange (JupyterHub): `nbgrader collect` refuses, and reports, an inbound entry
 # not wholly owned by the student it names, or holding links or special files (nbgrader 0.9.6
 # only warns, and the impersonation replaced the victim's submission). See autograder/exchange.py.
