@@ -43,6 +43,7 @@ from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.utils import parse_utc
 
 from . import ASSIGNMENT
+from .ids import BadStudentId, check_student_id
 
 REPORT = Path("reports") / "collect.json"  # relative to the course root
 CHUNK = 1 << 20
@@ -73,12 +74,14 @@ def owner_name(uid: int) -> str:
 
 
 def parse_entry(name: str, assignment: str) -> Entry:
-    """``<student>+<assignment>+<time>[+<random>]`` (a student id may itself contain ``+``)."""
+    """``<student>+<assignment>+<time>[+<random>]``, with a valid student id (``ids.py``)."""
     match = re.fullmatch(rf"(?P<student>.+)\+{re.escape(assignment)}\+(?P<time>[^+]+)(?:\+[^+]*)?", name)
     if not match:
         raise Refused(f"name not of the form <student>+{assignment}+<time>")
-    if match["student"].startswith("."):
-        raise Refused(f"{match['student']!r} is not a student id")
+    try:
+        check_student_id(match["student"])  # it becomes a folder name and nbgrader's --student
+    except BadStudentId as err:
+        raise Refused(str(err)) from None
     try:
         timestamp = parse_utc(match["time"])
     except (ValueError, OverflowError) as err:
