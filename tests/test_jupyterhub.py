@@ -13,7 +13,8 @@ each user's own server (contents, kernels, nbgrader's assignment-list endpoints)
    their own kernels (part 2 trains and writes tp3_run/) and submit through the exchange;
 3. Bob then submits the empty release under Alice's name (`nbgrader submit --student`);
 4. the instructor collects (`course.py collect --exchange`): Bob's forgery is refused and
-   reported, Alice's own submission is kept; autogrades, generates and releases feedback;
+   reported, Alice's own submission is kept; autogrades (`--jobs 2` where course.py has it; as
+   the instructor, so without the sandbox), generates and releases feedback;
 5. each student fetches their feedback: only their own, and cannot reach the other's.
 
 Oracles: nbgrader's gradebook (full automatic marks for both, nothing for the forgery), the
