@@ -257,3 +257,21 @@ def test_report_text_names_entry_claimed_student_and_owner():
                                                             "owner": "mallory", "reason": "the entry is owned by mallory"}]})
     assert "1 collected, 0 already collected, 1 refused" in text
     assert "REFUSED   alice+tp3+t+x: claims 'alice', really mallory: the entry is owned by mallory" in text
+
+
+def test_the_submission_secret_is_carried_only_as_nbgrader_writes_it(tmp_path):
+    """nbgrader's release_feedback needs each submission's secret; collect, the grading
+    workspace and autograded/ carry it (autograder/collect.py), and nothing else under its name."""
+    from autograder.collect import SECRET, copy_secret
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    (src / SECRET).write_text("ab12" * 32)
+    copy_secret(src, dest)
+    assert (dest / SECRET).read_text() == "ab12" * 32
+    for bad in ("../../etc/passwd", "x" * 300, "<script>"):
+        (dest / SECRET).unlink(missing_ok=True)
+        (src / SECRET).write_text(bad)
+        copy_secret(src, dest)
+        assert not (dest / SECRET).exists()

@@ -12,6 +12,7 @@ modification time on the instructor's disk.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,6 +24,17 @@ from autograder.ids import BadStudentId, check_student_id
 from autograder.intake import Intake, Limits, Refused, copy_submission, extract_zip
 
 TIMESTAMP = "timestamp.txt"
+SECRET = "submission_secret.txt"  # nbgrader's exchange: names the student's feedback (release_feedback)
+
+
+def copy_secret(src: Path, dest: Path) -> None:
+    """Carry an exchange submission's secret from folder ``src`` to ``dest``: without it
+    ``nbgrader release_feedback`` fails for the whole class. Only what nbgrader writes (hex)."""
+    path = src / SECRET
+    if path.is_file() and not path.is_symlink() and path.stat().st_size <= 256:
+        text = path.read_text(errors="replace").strip()
+        if re.fullmatch(r"[0-9a-f]{1,256}", text):
+            (dest / SECRET).write_text(text)
 
 
 @dataclass
@@ -127,6 +139,7 @@ def tidy_collected(root: Path, students: list[str], limits: Limits = Limits()) -
             stamp = folder / TIMESTAMP
             if stamp.is_file() and not stamp.is_symlink() and stamp.stat().st_size < 200:
                 (staged / ASSIGNMENT / TIMESTAMP).write_text(stamp.read_text(errors="replace").strip()[:64])
+            copy_secret(folder, staged / ASSIGNMENT)
             install(root, student, staged)
         except Refused as err:
             entry.error = str(err)

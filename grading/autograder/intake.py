@@ -204,7 +204,7 @@ def copy_submission(folder: Path, dest: Path, limits: Limits = Limits(), names: 
     for top, dirs, files in os.walk(folder):  # never follows links
         for name in sorted(dirs + files):
             rel = os.path.relpath(os.path.join(top, name), folder)
-            if rel not in EXPECTED + ("tp3_run", "timestamp.txt"):
+            if rel not in EXPECTED + ("tp3_run", "timestamp.txt", "submission_secret.txt"):
                 intake.ignored.append(rel)
         if len(intake.ignored) > limits.entries:
             break

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from autograder import ASSIGNMENT
-from autograder.collect import TIMESTAMP
+from autograder.collect import TIMESTAMP, copy_secret
 from autograder.gradebook import private_copy
 from autograder.intake import Intake, Limits, copy_submission
 
@@ -57,6 +57,7 @@ class Workspace:
         stamp = course / "submitted" / student / ASSIGNMENT / TIMESTAMP
         if stamp.is_file() and not stamp.is_symlink() and stamp.stat().st_size < 200:
             self._timestamp(stamp.read_text(errors="replace").strip())
+        copy_secret(stamp.parent, self.submitted)
 
     def _timestamp(self, text: str) -> None:
         from nbgrader.utils import parse_utc
@@ -102,6 +103,7 @@ def publish(ws: Workspace, course: Path) -> None:
         stamp = ws.submitted / TIMESTAMP
         if stamp.is_file():
             shutil.copyfile(stamp, staged / ASSIGNMENT / TIMESTAMP)
+        copy_secret(ws.submitted, staged / ASSIGNMENT)
         for path in [staged, *staged.rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if dest.parent.exists():
