@@ -213,10 +213,14 @@ def processes_under(path: Path) -> list[str]:
 
 
 def grading_leftovers(root: Path) -> list[str]:
-    """Processes still working in the course or in a grading workspace (kernels left behind)."""
+    """Processes still working in the course or in the grading workspace of one of its
+    students (kernels left behind)."""
     import tempfile
 
-    return processes_under(root) + processes_under(Path(tempfile.gettempdir()) / "tp3-grade-")
+    found = processes_under(root)
+    for student in sorted(p.name for p in (root / "submitted").iterdir()):
+        found += processes_under(Path(tempfile.gettempdir()) / f"tp3-grade-{student}-")
+    return found
 
 
 def processes_with(token: str) -> list[str]:

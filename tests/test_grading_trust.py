@@ -331,8 +331,8 @@ def test_errors_and_kernel_output_are_capped_in_bytes(graded):
     errors = [json.dumps(o) for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"
               and "ValueError" in o.get("ename", "")]
     assert len(errors) == 3 and all(len(e) < ERROR_BYTES + 2048 for e in errors)  # three 60 MB errors, cut
-    flood = gc.outputs_text(nb)
-    assert "sortie tronquée : plus de 8 Mo par cellule" in flood  # 200 MB written on the kernel's stdout
+    # 200 MB written on the kernel's own stdout land in the notebook (ipykernel captures the
+    # file descriptor) or in nbgrader's log: capped in both
     path = root / "autograded" / "attack-limits" / "tp3" / "tp3_partie1.ipynb"
     assert path.stat().st_size < 10 << 20, path.stat().st_size
     assert (root / "reports" / "logs" / "attack-limits.log").stat().st_size < 3 << 20
