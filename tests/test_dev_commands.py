@@ -25,43 +25,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_dev_py_lab_serves_the_notebooks(tmp_path):
+def _start_lab(tmp_path):
+    """``dev.py lab`` (ci profile) in a session of its own: (process, port, token); output in lab.log."""
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "TP3_PROFILE": "ci", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "dev.py"), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(tmp_path / "lab.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "dev.py"), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+             f"--IdentityProvider.token={token}"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, port, token
+
+
+def _api(proc, port: int, token: str, path: str, seconds: float = 240):
+    """JSON of JupyterLab's ``/api/<path>`` once it answers (None if it never does)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{path}?token={token}", timeout=5) as r:
+                return json.load(r)
+        except OSError:
+            time.sleep(1)
+    return None
+
+
+def _stop(proc) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            break
+        except ProcessLookupError:
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.mark.slow
+def test_dev_py_lab_serves_the_notebooks(tmp_path):
+    proc, port, token = _start_lab(tmp_path)
     try:
-        deadline, listing = time.time() + 240, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token={token}", timeout=5) as r:
-                    listing = json.load(r)
-                break
-            except OSError:
-                time.sleep(1)
+        listing = _api(proc, port, token, "contents")
         output = (tmp_path / "lab.log").read_text()
         assert listing is not None, output[-3000:]
         names = {item["name"] for item in listing["content"]}
         assert {"tp3_partie1.ipynb", "tp3_partie2.ipynb"} <= names
-        assert "Données SMS" in output and "Tokenizer GPT-2" in output  # prefetch ran
+        assert "Données SMS" in output and "Tokenizer GPT-2" in output  # the preflight ran
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
             assert r.status == 200
     finally:
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
-
+        _stop(proc)
 
 def _processes_with(text: str) -> list[str]:
     """Processes whose command line holds ``text``."""
@@ -106,22 +119,9 @@ def test_dev_py_lab_lists_every_missing_piece_in_one_message(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_dev_py_lab_stops_jupyterlab(tmp_path):
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "TP3_PROFILE": "ci", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "dev.py"), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port, token = _start_lab(tmp_path)
     try:
-        deadline, up = time.time() + 240, False
-        while time.time() < deadline and proc.poll() is None and not up:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5).close()
-                up = True
-            except OSError:
-                time.sleep(1)
-        assert up, (tmp_path / "lab.log").read_text()[-3000:]
+        assert _api(proc, port, token, "status") is not None, (tmp_path / "lab.log").read_text()[-3000:]
         assert _processes_with(f"--port={port}")  # JupyterLab is a child of dev.py
         os.kill(proc.pid, signal.SIGTERM)  # dev.py alone, as a service manager or `kill` would
         proc.wait(timeout=60)
@@ -130,8 +130,4 @@ def test_sigterm_to_dev_py_lab_stops_jupyterlab(tmp_path):
             time.sleep(0.5)
         assert not _processes_with(f"--port={port}"), (tmp_path / "lab.log").read_text()[-3000:]
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        log.close()
+        _stop(proc)
