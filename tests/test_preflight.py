@@ -175,3 +175,28 @@ def test_check_command(tmp_path):
     bad = _cli("check", "--profile", "ci", env={"TP3_DATA_DIR": str(tmp_path)})
     assert bad.returncode == 1
     assert "Il manque 1 élément pour le profil ci" in bad.stderr and "Données SMS" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ci_profile_trains_with_the_network_cut(tmp_path):
+    """Once the data file and the tokenizer files are there, the ci profile opens no connection
+    at all: check, then the whole reference run, with every socket connection refused."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(
+        "import socket\n"
+        "def _refuse(*args, **kwargs):\n"
+        "    raise OSError('network used: %r' % (args,))\n"
+        "socket.socket.connect = _refuse\n"
+        "socket.create_connection = _refuse\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(guard), os.environ.get("PYTHONPATH")])),
+           "TP3_PROFILE": "ci", "HF_HUB_OFFLINE": "0", "TP3_CACHE_DIR": str(tmp_path / "cache")}
+    probe = _cli("check", env=env)
+    assert probe.returncode == 0, probe.stderr
+    blocked = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],
+                             capture_output=True, text=True, env={**os.environ, **env})
+    assert "network used" in blocked.stderr  # the guard is active in these subprocesses
+    out = subprocess.run([sys.executable, "-m", "lab_utils", "train", "--run-dir", str(tmp_path / "run")],
+                         capture_output=True, text=True, env={**os.environ, **env}, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "run" / "adapter.safetensors").is_file()
