@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The lab's two set-up commands (Linux, macOS, Windows; Python >= 3.10):
 
-    python3 dev.py lab     install the lab in .venv, fetch data + tokenizer, start JupyterLab
+    python3 dev.py lab     install the lab in .venv, check and fetch data + tokenizer (+ weights), start JupyterLab
     python3 dev.py test    install the lab and its test tools in .venv, run the whole test suite
 
 Both create ``.venv`` beside this file on first use and reinstall only when
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -71,16 +72,38 @@ def install(extra: str) -> Path:
 
 def lab(args: list[str]) -> int:
     py = install("lab")
-    run(py, "-m", "lab_utils", "setup-jupyter", cwd=ROOT, env=venv_env())  # Validate on, instructor panels off
+    # Preflight: what the profile needs is checked (no network), the missing pieces fetched when
+    # their server answers, then one French list of everything still missing: no JupyterLab then.
     if subprocess.call([str(py), "-m", "lab_utils", "prefetch"], cwd=ROOT, env=venv_env()) != 0:
-        print("Attention : certains fichiers n'ont pas pu être téléchargés (voir ci-dessus) ; "
-              "les notebooks les redemanderont.")
+        print("\nJupyterLab n'a pas été démarré : fournissez ce qui manque (liste ci-dessus), "
+              "puis relancez « python3 dev.py lab ».", file=sys.stderr)
+        return 1
+    run(py, "-m", "lab_utils", "setup-jupyter", cwd=ROOT, env=venv_env())  # Validate on, instructor panels off
     notebooks = ROOT / "notebooks"
     if os.name != "nt" and os.geteuid() == 0 and "--allow-root" not in args:
         args = [*args, "--allow-root"]  # containers often run as root; JupyterLab refuses it otherwise
     print("\nJupyterLab démarre sur", notebooks, "(Ctrl+C pour arrêter).", flush=True)
-    return subprocess.call([str(py), "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebooks}", *args],
-                           env=venv_env())
+    return serve([str(py), "-m", "jupyter", "lab", f"--ServerApp.root_dir={notebooks}", *args], venv_env())
+
+
+def serve(cmd: list[str], env: dict) -> int:
+    """Run ``cmd`` (JupyterLab) until it ends; SIGTERM, SIGINT or SIGHUP sent to dev.py stop it
+    too (a clean shutdown, kernels included; a second signal kills it)."""
+    proc = subprocess.Popen(cmd, env=env)
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)]
+
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.kill() if forward.sent else proc.terminate()
+            forward.sent = True
+
+    forward.sent = False
+    previous = {sig: signal.signal(sig, forward) for sig in signals}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test(args: list[str]) -> int:

@@ -10,6 +10,8 @@ command it runs, so the steps can also be done with nbgrader by hand).
     python grading/course.py autograde --sandbox      the same, each student's kernel in a bubblewrap sandbox
     python grading/course.py feedback                 HTML feedback per student in feedback/
     python grading/course.py export [--to FILE]       grades.csv
+    python grading/course.py export --moodle FILE [--id-column NAME] [--grade-column NAME] [--out-of 20]
+    python grading/course.py overview                 reports/overview.html: the class at a glance
     python grading/course.py publish DEST             the public student tree, checked to hold no solution
     python grading/course.py check-release            notebooks/ is the release of the current sources
 
@@ -137,6 +139,8 @@ def execute_as_student(folder: Path, timeout: int = 1800) -> None:
 def cmd_samples(args) -> None:
     """Two submissions: ``sample-complete`` (the solutions) and ``sample-flawed``
     (one wrong number, one retyped prediction)."""
+    from autograder.preflight import require
+    require(args.root, "samples")  # nothing missing (data, tokenizer, weights, course), or stop here
     root = args.root
     for student in ("sample-complete", "sample-flawed"):
         folder = root / "submitted" / student / ASSIGNMENT
@@ -210,7 +214,9 @@ def cmd_autograde(args) -> int:
     from autograder.collect import submitted_students
     from autograder.grade import Options
     from autograder.ids import BadStudentId, check_student_id
+    from autograder.preflight import require
 
+    require(args.root, "autograde", args.students)  # nothing missing (data, tokenizer, weights, course), or stop here
     root = args.root
     valid, invalid = submitted_students(root)
     if invalid:
@@ -233,7 +239,7 @@ def cmd_autograde(args) -> int:
     print(f"autograde: {len(students)} submission(s), {plan.why}, "
           f"{'sandbox' if sandbox else 'NO SANDBOX (trusted submissions only)'}", flush=True)
     results = autograde_class(root, students, opts, plan, nbgrader_env())
-    write_report(root, results, opts, plan)
+    report = write_report(root, results, opts, plan)
     print("\nautograde summary" + (" (sandbox)" if sandbox else ""), flush=True)
     print(f"  {'student':<28} {'score':>11} {'time':>8}  status", flush=True)
     for r in sorted(results, key=lambda r: r.student):
@@ -243,7 +249,24 @@ def cmd_autograde(args) -> int:
     if failed:
         print(f"  the grader itself failed for {failed}: their tests got zero, see reports/logs/ and rerun "
               "them once fixed.", flush=True)
+    class_summary(root, report)
     return 1 if failed else 0
+
+
+def class_summary(root: Path, report: Path) -> None:
+    """After autograde: the warning when the whole class lost the same points (the grader's
+    environment, most likely), and the class overview page."""
+    from autograder.overview import build
+    from autograder.same_loss import same_loss_warning
+    from autograder.scores import test_scores
+
+    warning = same_loss_warning(json.loads(report.read_text())["students"], test_scores(root))
+    if warning:
+        print(f"  {warning}", flush=True)
+    try:
+        print(f"class overview: {build(root)}", flush=True)
+    except Exception as err:  # noqa: BLE001 (a bug of the overview must not fail the grading)
+        print(f"class overview not written: {type(err).__name__}: {err}", flush=True)
 
 
 def _sandbox_mode(args) -> bool:
@@ -285,13 +308,37 @@ def grading_env() -> dict:
 
 
 def cmd_feedback(args) -> None:
+    from autograder.preflight import require
+    require(args.root, "feedback")  # nothing missing (nbgrader, gradebook, graded notebooks), or stop here
     nbgrader(args.root, "generate_feedback", ASSIGNMENT, "--force")
 
 
 def cmd_export(args) -> None:
-    out = Path(args.to).resolve()
-    nbgrader(args.root, "export", "--to", str(out))
-    print(out.read_text())
+    """grades.csv (nbgrader export's columns) and/or a Moodle import file (autograder/export.py)."""
+    from autograder.export import write_grades, write_moodle
+    from autograder.preflight import require
+    require(args.root, "export")  # a gradebook with the assignment, or stop here
+
+    said = []
+    if args.to or not args.moodle:
+        out = Path(args.to or "grades.csv").resolve()
+        said += write_grades(args.root, out)
+        print(out.read_text())
+    if args.moodle:
+        out = Path(args.moodle).resolve()
+        said += write_moodle(args.root, out, args.id_column, args.grade_column, args.out_of)
+        print(f"Moodle import file {out} (Grades > Import > CSV file, see docs/grading.md):\n{out.read_text()}")
+    for line in dict.fromkeys(said):
+        print(f"WARNING: {line}")
+
+
+def cmd_overview(args) -> None:
+    """reports/overview.html: the class after autograde (autograder/overview.py)."""
+    from autograder.overview import build
+    from autograder.preflight import require
+    require(args.root, "overview")  # a gradebook with the assignment, or stop here
+
+    print(f"class overview: {build(args.root)}")
 
 
 def hidden_lines(root: Path) -> set[str]:
@@ -400,9 +447,16 @@ def main(argv: list[str] | None = None) -> None:
                    help="skip the trusted re-verification of the test cells that scored")
     p.set_defaults(func=cmd_autograde)
     sub.add_parser("feedback").set_defaults(func=cmd_feedback)
-    p = sub.add_parser("export")
-    p.add_argument("--to", default="grades.csv")
+    p = sub.add_parser("export", help="grades.csv (default) and/or a Moodle grade import file")
+    p.add_argument("--to", help="grades CSV with nbgrader export's columns (default grades.csv without --moodle)")
+    p.add_argument("--moodle", metavar="FILE", help="CSV for Moodle's grade import (Grades > Import > CSV file)")
+    p.add_argument("--id-column", default="Username", help="Moodle file: header of the student id column")
+    p.add_argument("--grade-column", default="TP3", help="Moodle file: header of the grade column")
+    from autograder.export import out_of
+    p.add_argument("--out-of", type=out_of, help="Moodle file: grade rescaled to this maximum (e.g. 20)")
     p.set_defaults(func=cmd_export)
+    sub.add_parser("overview", help="reports/overview.html: scores, pass rates, times, incidents").set_defaults(
+        func=cmd_overview)
     p = sub.add_parser("publish")
     p.add_argument("dest")
     p.add_argument("--public-repo", default=PUBLIC_REPO, help=f"owner/name on GitHub (default {PUBLIC_REPO})")

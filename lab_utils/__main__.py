@@ -1,4 +1,4 @@
-"""Command line: ``python -m lab_utils {prefetch,train,info,cache,setup-jupyter}``."""
+"""Command line: ``python -m lab_utils {prefetch,check,train,info,cache,setup-jupyter}``."""
 
 from __future__ import annotations
 
@@ -19,22 +19,25 @@ REFERENCE_TEXTS = (  # the teaching case of TP3 (see the notebooks)
 )
 
 
-def cmd_prefetch(args) -> None:
-    from .data import sms_spam_path
-    from .profiles import get_profile
-    from .tokenizer import get_tokenizer
-    from .paths import tiktoken_dir
+def cmd_prefetch(args) -> int:
+    """Download what is missing (every piece tried), then one list of what is still missing."""
+    from .preflight import fetch_missing, report
 
-    print(f"Données SMS : {sms_spam_path()}")
-    get_tokenizer()
-    print(f"Tokenizer GPT-2 : {tiktoken_dir()}")
-    profile = get_profile(args.profile)
-    if profile.pretrained and not args.no_weights:
-        from .weights import download_gpt2_weights
+    pieces = fetch_missing(args.profile, weights=not args.no_weights)
+    ok = all(p.ok for p in pieces)
+    print(report(pieces, args.profile, downloaded=True), file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
-        print(f"Poids GPT-2 : {download_gpt2_weights(profile.model_name)}")
-    else:
-        print(f"Poids GPT-2 : non nécessaires (profil {profile.name}).")
+
+def cmd_check(args) -> int:
+    """What the profile needs, verified, without any download."""
+    from .preflight import check, report
+
+    pieces = check(args.profile, suggest_ci=not args.grading)
+    ok = all(p.ok for p in pieces)
+    if not (ok and args.quiet):
+        print(report(pieces, args.profile), file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
 
 def cmd_train(args) -> None:
@@ -125,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-weights", action="store_true", help="ne pas télécharger les poids GPT-2")
     p.set_defaults(func=cmd_prefetch)
 
+    p = sub.add_parser("check", help="vérifier données, tokenizer et poids (sans rien télécharger)")
+    p.add_argument("--profile", help="full (défaut), ci ou random-small ; sinon $TP3_PROFILE")
+    p.add_argument("--quiet", action="store_true", help="ne rien afficher si tout est prêt")
+    p.add_argument("--grading", action="store_true", help="pour la correction : ne pas proposer TP3_PROFILE=ci")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("train", help="exécution de référence : LoRA, une époque, évaluation, sauvegarde")
     p.add_argument("--profile", help="full (défaut), ci ou random-small ; sinon $TP3_PROFILE")
     p.add_argument("--run-dir", help="dossier de sortie (défaut : runs/<date>-<profil>)")
@@ -154,14 +163,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except LabError as err:
         print(f"Erreur : {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("Interrompu.", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

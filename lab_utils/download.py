@@ -73,6 +73,19 @@ def verify(path: Path, remote: RemoteFile) -> None:
         )
 
 
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """True if ``url``'s server answers at all (any HTTP status) within ``timeout``: one try,
+    so that an offline machine learns it in seconds instead of after every retry."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "tp3-lab-utils"})
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    return True
+
+
 def manual_steps(remote: RemoteFile, dest: Path) -> str:
     what = (f"décompressez-le et copiez le fichier {remote.member} " if remote.member
             else f"copiez-le sous le nom {remote.filename} ")
