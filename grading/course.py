@@ -8,7 +8,8 @@ command it runs, so the steps can also be done with nbgrader by hand).
     python grading/course.py collect --exchange       nbgrader's exchange (JupyterHub)
     python grading/course.py autograde [STUDENT ...]  grade (reloads each tp3_run/, never re-trains)
     python grading/course.py autograde --sandbox      the same, each student's kernel in a bubblewrap sandbox
-    python grading/course.py feedback                 HTML feedback per student in feedback/
+    python grading/course.py feedback                 HTML feedback per student in feedback/ (French)
+    python grading/course.py lab                      JupyterLab for the instructor (formgrader on)
     python grading/course.py export [--to FILE]       grades.csv
     python grading/course.py publish DEST             the public student tree, checked to hold no solution
     python grading/course.py check-release            notebooks/ is the release of the current sources
@@ -250,7 +251,25 @@ def write_report(root: Path, results: list[dict], sandbox: bool) -> Path:
 
 
 def cmd_feedback(args) -> None:
-    nbgrader(args.root, "generate_feedback", ASSIGNMENT, "--force")
+    """French feedback pages (steps in nbgrader_config.py, template in templates/tp3_feedback)."""
+    sys.path.insert(0, str(HERE))
+    from autograder.feedback import nbgrader_args
+
+    nbgrader(args.root, "generate_feedback", ASSIGNMENT, "--force", *nbgrader_args())
+
+
+def cmd_lab(args) -> int:
+    """JupyterLab on the course folder with formgrader and the nbgrader panels on, whatever
+    the student set-up of this environment says (autograder/instructor_lab.py)."""
+    sys.path.insert(0, str(HERE))
+    from autograder.instructor_lab import lab_command
+
+    cmd, env = lab_command(args.root, args.jupyter_args, nbgrader_env())
+    print(f"+ (cd {args.root} && {' '.join(cmd[1:])})", flush=True)
+    if os.name == "nt":
+        return subprocess.call(cmd, cwd=args.root, env=env)
+    os.chdir(args.root)  # formgrader reads nbgrader_config.py from the server's folder
+    os.execve(cmd[0], cmd, env)  # signals go straight to JupyterLab, nothing is left behind
 
 
 def cmd_export(args) -> None:
@@ -356,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="skip the trusted re-verification of the test cells that scored")
     p.set_defaults(func=cmd_autograde)
     sub.add_parser("feedback").set_defaults(func=cmd_feedback)
+    p = sub.add_parser("lab", help="JupyterLab for the instructor: formgrader and the nbgrader panels on")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    p.set_defaults(func=cmd_lab)
     p = sub.add_parser("export")
     p.add_argument("--to", default="grades.csv")
     p.set_defaults(func=cmd_export)

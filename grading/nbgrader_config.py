@@ -83,3 +83,17 @@ c.FileNameCollectorPlugin.named_regexp = (
     r".*/extracted/(?P<student_id>[^/]+)/(?:[^/]+/)*?(?P<file_id>(?:tp3_run/)?[^/]+)$"
 )
 c.FileNameCollectorPlugin.valid_ext = [".ipynb", ".safetensors", ".json"]
+
+# Feedback (course.py feedback; also formgrader's "Generate feedback" button): the page shows
+# no test source, traceback, solution marker or absolute path, and nothing a student wrote can
+# run in it (grading/autograder/feedback.py). course.py also selects the French template.
+c.GenerateFeedback.preprocessors = [
+    "autograder.feedback.SanitizeForFeedback",
+    "nbgrader.preprocessors.GetGrades",
+    "autograder.feedback.RemoveSolutionMarkers",
+    "autograder.feedback.ReportTests",
+    "autograder.feedback.SimplifyErrors",
+    "autograder.feedback.RenderMath",
+    "autograder.feedback.Summarize",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

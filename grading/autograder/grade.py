@@ -76,6 +76,7 @@ def grade_submission(root: Path, student: str, args, env: dict) -> dict:
             if entry["error"]:
                 failed = True
                 status.append(f"{notebook}: VERIFICATION ERROR {entry['error'][-300:]}")
+    status += sanitize_graded(root, student)  # last step: what formgrader and the feedback render
     status += what_happened(root, student)
     score, maximum = auto_score(root, student)
     seconds = time.perf_counter() - start
@@ -83,6 +84,26 @@ def grade_submission(root: Path, student: str, args, env: dict) -> dict:
           + (f" ({'; '.join(status)})" if status else ""), flush=True)
     return {"student": student, "score": score, "max": maximum, "seconds": seconds, "status": status,
             "failed": failed}
+
+
+def sanitize_graded(root: Path, student: str) -> list[str]:
+    """Every graded notebook of ``student`` made inert for HTML renderers (autograder/sanitize.py),
+    in place; each change is logged, the summary counts the active content removed."""
+    import nbformat
+
+    from autograder.sanitize import sanitize_notebook
+
+    status = []
+    for path in sorted((root / "autograded" / student / ASSIGNMENT).glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        said = sanitize_notebook(nb)
+        nbformat.write(nb, str(path))
+        for line in said:
+            print(f"  sanitize {student}/{path.name}: {line}", flush=True)
+        active = [line for line in said if not line.startswith(("cell metadata removed", "notebook metadata removed"))]
+        if active:
+            status.append(f"{path.stem}: {len(active)} active or invalid item(s) made inert")
+    return status
 
 
 def what_happened(root: Path, student: str) -> list[str]:
