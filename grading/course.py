@@ -376,8 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_autograde)
     sub.add_parser("feedback").set_defaults(func=cmd_feedback)
     p = sub.add_parser("lab", help="JupyterLab for the instructor: formgrader and the nbgrader panels on")
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
-    p.set_defaults(func=cmd_lab)
+    p.set_defaults(func=cmd_lab)  # other options are passed on to jupyter lab
     p = sub.add_parser("export")
     p.add_argument("--to", default="grades.csv")
     p.set_defaults(func=cmd_export)
@@ -385,7 +384,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("dest")
     p.add_argument("--public-repo", default=PUBLIC_REPO, help=f"owner/name on GitHub (default {PUBLIC_REPO})")
     p.set_defaults(func=cmd_publish)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.jupyter_args = extra
     args.root = args.root.resolve()
     return args.func(args) or 0
 

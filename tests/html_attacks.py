@@ -10,10 +10,11 @@ cookie. Links and forms need a click: the tests click them.
 from __future__ import annotations
 
 import base64
+import copy
 import html
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 # the payloads expected to fire when nothing is sanitised (at least in one of the renderers)
@@ -142,3 +143,26 @@ def attack(nb: dict, port: int) -> dict:
     nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {
         "version_major": 2, "version_minor": 0, "state": {}, "x": f"</script><script>{j('nb-widgets')}</script>"}}
     return nb
+
+
+def render(nb, template: str) -> str:
+    """``nb`` as nbconvert's HTML exporter renders it with ``template``: "classic", nbgrader's
+    "formgrade" (formgrader's manual grading page) or "feedback" (nbgrader's stock feedback)."""
+    from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+
+    bootstrap = Path(handlers.__file__).parent / "static" / "node_modules" / "bootstrap" / "dist" / "css"
+    exporter = HTMLExporter(template_name=template, extra_template_basedirs=[handlers.template_path],
+                            extra_template_paths=[str(bootstrap)])
+    resources = {"base_url": "", "nbgrader": {"notebook": "tp3_partie1", "score": 1, "max_score": 2, "late_penalty": 0},
+                 "index": 0, "total": 1, "notebook_id": "tp3_partie1", "assignment_id": "tp3", "student": "x",
+                 "submission_id": "1", "notebook_path": "x"}
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:  # what nbgrader's GetGrades adds before the feedback template
+        meta = cell.metadata.get("nbgrader")
+        if meta:
+            meta.setdefault("score", 0.0)
+            meta.setdefault("points", 1.0)
+            meta.setdefault("comment", "")
+    page, _ = exporter.from_notebook_node(nb, resources=resources)
+    return page

@@ -94,30 +94,6 @@ def executed_attack() -> nbformat.NotebookNode:
     return nbformat.reads(json.dumps(nb), as_version=4)
 
 
-def exporter(template: str):
-    from nbconvert import HTMLExporter
-    from nbgrader.server_extensions.formgrader import handlers
-
-    bootstrap = Path(handlers.__file__).parent / "static" / "node_modules" / "bootstrap" / "dist" / "css"
-    return HTMLExporter(template_name=template, extra_template_basedirs=[handlers.template_path],
-                        extra_template_paths=[str(bootstrap)])
-
-
-def render(nb, template: str) -> str:
-    resources = {"base_url": "", "nbgrader": {"notebook": "tp3_partie1", "score": 1, "max_score": 2, "late_penalty": 0},
-                 "index": 0, "total": 1, "notebook_id": "tp3_partie1", "assignment_id": "tp3", "student": "x",
-                 "submission_id": "1", "notebook_path": "x"}
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:  # what nbgrader's GetGrades adds before the feedback template
-        meta = cell.metadata.get("nbgrader")
-        if meta:
-            meta.setdefault("score", 0.0)
-            meta.setdefault("points", 1.0)
-            meta.setdefault("comment", "")
-    page, _ = exporter(template).from_notebook_node(nb, resources=resources)
-    return page
-
-
 def notebook_part(page: str) -> str:
     """The rendered cells (the templates' own scripts and styles are the page's, not the student's)."""
     start = page.index('id="notebook"') if 'id="notebook"' in page else 0
@@ -127,14 +103,14 @@ def notebook_part(page: str) -> str:
 @pytest.mark.parametrize("template", ["classic", "formgrade", "feedback"])
 def test_attacks_are_active_unsanitised_and_inert_sanitised(template):
     nb = executed_attack()
-    before = active_in(notebook_part(render(nb, template)))
+    before = active_in(notebook_part(html_attacks.render(nb, template)))
     fired = {name for name in html_attacks.MUST_FIRE_UNSANITISED if any(f"hit/{name}" in item for item in before)}
     print(template, "active before sanitising:", *before, sep="\n  ")
     assert fired == html_attacks.MUST_FIRE_UNSANITISED, f"missing: {html_attacks.MUST_FIRE_UNSANITISED - fired}"
 
     said = sanitize_notebook(nb)
     nbformat.validate(nb)
-    after = active_in(notebook_part(render(nb, template)))
+    after = active_in(notebook_part(html_attacks.render(nb, template)))
     assert after == [], after
     assert any("raw HTML shown as text" in line for line in said)
     assert any("application/javascript" in line for line in said)
@@ -212,3 +188,35 @@ def test_test_title_is_the_docstring_first_line():
     source = '"""Q1.1 — nombre de couches.\n\nSuite."""\ncheck(1)\n### BEGIN HIDDEN TESTS\nsecret()\n'
     assert feedback.test_title(source) == "Q1.1 — nombre de couches."
     assert feedback.french_number(1.5) == "1,5" and feedback.french_number(2.0) == "2"
+
+
+@pytest.mark.nbgrader
+@pytest.mark.slow
+def test_checksum_warnings_of_an_honest_submission_are_the_hidden_tests(tmp_path):
+    """nbgrader's OverwriteCells warns "Attribute 'checksum' ... has changed!" for each locked
+    cell whose checksum differs from the gradebook's. For the release a student hands in, that
+    is exactly the test cells with hidden tests (grading/README.md explains why)."""
+    import shutil
+    import subprocess
+
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import compute_checksum
+
+    root = tmp_path / "course"
+    root.mkdir()
+    shutil.copy2(REPO / "grading" / "nbgrader_config.py", root)
+    shutil.copytree(REPO / "grading" / "source", root / "source")
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "tp3", "--force"], cwd=root, check=True,
+                   capture_output=True)
+    differing, hidden = set(), set()
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for path in sorted((root / "release" / "tp3").glob("*.ipynb")):
+            source_cells = {c.name: c for c in gb.find_notebook(path.stem, "tp3").source_cells}
+            for cell in nbformat.read(str(path), as_version=4).cells:
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if gid and source_cells[gid].locked and compute_checksum(cell) != source_cells[gid].checksum:
+                    differing.add(gid)
+        for path in sorted((root / "source" / "tp3").glob("*.ipynb")):
+            hidden |= {c.metadata.nbgrader.grade_id for c in nbformat.read(str(path), as_version=4).cells
+                       if "BEGIN HIDDEN TESTS" in c.source}
+    assert differing == hidden and len(hidden) == 14
