@@ -83,14 +83,17 @@ class Lab:
             body = resp.read()
         return json.loads(body) if body else None
 
-    def status_of(self, path: str) -> int:
-        """HTTP status of GET ``path`` on the server (with the token)."""
+    def get(self, path: str) -> tuple[int, dict]:
+        """HTTP status and headers of GET ``path`` on the server (with the token)."""
         req = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"token {self.token}"})
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status
+                return resp.status, dict(resp.headers)
         except urllib.error.HTTPError as err:
-            return err.code
+            return err.code, dict(err.headers)
+
+    def status_of(self, path: str) -> int:
+        return self.get(path)[0]
 
     def log_tail(self, n: int = 60) -> str:
         try:

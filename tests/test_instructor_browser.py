@@ -18,6 +18,7 @@ set; the same attacks, unsanitised, are shown to set them (so the test can fail)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -194,6 +195,17 @@ def assert_nothing_fired(listener, root: Path, before: dict, titles: dict) -> No
     assert after == before, f"files written or changed in the course: {sorted(set(after.items()) ^ set(before.items()))}"
 
 
+def test_attack_graded_beside_honest_submissions(graded):
+    """Its part 1 answers are the solutions: the attack keeps exactly the honest points."""
+    part1 = grading_course.tests_of(graded, "tp3_partie1")
+    full = grading_course.full_scores(graded)
+    for student in ("sample-complete", "attaque"):
+        scores = grading_course.scores(graded, student)
+        assert {gid: scores[gid] for gid in part1} == {gid: full[gid] for gid in part1}, student
+    flawed = grading_course.scores(graded, "sample-flawed")
+    assert flawed["q2_share"] == 0 and flawed["texts_real"] == 0
+
+
 def test_student_setup_hides_formgrader_without_the_launcher(graded, tmp_path_factory, student_setup):
     """The set-up the launcher must overcome is really in force (else the next test proves nothing)."""
     server = _server(graded, tmp_path_factory.mktemp("plain-lab"), student_setup, launcher=False)
@@ -204,7 +216,10 @@ def test_student_setup_hides_formgrader_without_the_launcher(graded, tmp_path_fa
 
 
 def test_formgrader_lists_the_submissions_and_opens_one_for_manual_grading(page, instructor, graded):
-    assert instructor.status_of("/formgrader") == 200
+    status, headers = instructor.get("/formgrader/manage_assignments")
+    # without JupyterHub, pages may be framed by the same origin: JupyterLab's Formgrader tab
+    # works (JupyterHub >= 4.1 sends frame-ancestors 'none' instead: nbgrader#1870, grading/README.md)
+    assert status == 200 and "frame-ancestors 'self'" in headers.get("Content-Security-Policy", ""), headers
     login(page, instructor)
     page.locator(".lm-MenuBar-item", has=page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader")).click()
     page.locator('.lm-Menu .lm-Menu-item[data-command="nbgrader:open-formgrader"]').click()
@@ -213,12 +228,12 @@ def test_formgrader_lists_the_submissions_and_opens_one_for_manual_grading(page,
     frame.locator("a", has_text="Manual Grading").first.click()
     frame.locator("a", has_text="tp3").first.click()
     frame.locator("a", has_text="tp3_partie1").first.click()
+    frame.locator("a", has_text=f"Submission #{len(STUDENTS)}").wait_for()  # the table is built by script
     frame.locator("#toggle_names").click()
     for student in STUDENTS:
-        frame.get_by_text(student).first.wait_for()
+        frame.locator("a.name-shown", has_text=student).wait_for()
     shot(page, "formgrader-submissions")
-    row = frame.locator("tr", has=frame.get_by_text("sample-flawed"))
-    row.locator("a").filter(has_text=re.compile("sample-flawed|Submission")).first.click()
+    frame.locator("a.name-shown", has_text="sample-flawed").click()
     frame.locator(".nbgrader_cell").first.wait_for()
     # the written answers wait for a grade; the flawed answer is there
     assert frame.locator("input.score").count() >= 3
@@ -233,7 +248,7 @@ def test_attacks_are_inert_for_the_instructor_and_the_student(page, instructor, 
     # formgrader's manual grading page, with the instructor's login
     url = f"{instructor.url}/formgrader/submissions/{submission_id(graded, 'attaque')}/"
     titles["formgrader"] = visit(page, url, "#notebook-container")
-    assert page.locator("#notebook-container").inner_text().count("onerror") >= 1  # shown, as text
+    assert page.locator("#notebook-container").first.inner_text().count("onerror") >= 1  # shown, as text
     shot(page, "attack-formgrader")
     # the graded notebook in JupyterLab
     page.goto(f"{instructor.url}/lab/workspaces/attack/tree/autograded/attaque/tp3/tp3_partie1.ipynb")
@@ -320,7 +335,9 @@ def test_french_feedback_page_of_the_flawed_submission(page, graded):
 
 
 def hidden_test_lines(root: Path) -> list[str]:
-    """Lines (20 characters or more) of the hidden tests of the source notebooks."""
+    """Lines (20 characters or more) of the hidden tests of the source notebooks that the
+    release does not show anyway."""
+    public = "".join((root / "release" / "tp3" / f"{name}.ipynb").read_text() for name in ("tp3_partie1", "tp3_partie2"))
     lines = []
     for nb in sorted((root / "source" / "tp3").glob("*.ipynb")):
         for cell in grading_course.load(nb)["cells"]:
@@ -328,7 +345,7 @@ def hidden_test_lines(root: Path) -> list[str]:
             for line in "".join(cell["source"]).splitlines():
                 if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
                     inside = "BEGIN" in line
-                elif inside and len(line.strip()) >= 20:
+                elif inside and len(line.strip()) >= 20 and json.dumps(line.strip())[1:-1] not in public:
                     lines.append(line.strip())
     assert len(lines) > 10
     return lines

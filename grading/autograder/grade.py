@@ -95,9 +95,14 @@ def sanitize_graded(root: Path, student: str) -> list[str]:
 
     status = []
     for path in sorted((root / "autograded" / student / ASSIGNMENT).glob("*.ipynb")):
-        nb = nbformat.read(str(path), as_version=4)
-        said = sanitize_notebook(nb)
-        nbformat.write(nb, str(path))
+        try:
+            nb = nbformat.read(str(path), as_version=4)
+            said = sanitize_notebook(nb)
+            nbformat.write(nb, str(path))
+        except Exception as err:  # noqa: BLE001 (fail closed: nothing unsanitised is left to render)
+            path.rename(path.with_name(path.name + ".non-assaini"))
+            status.append(f"{path.stem}: could not be sanitised ({type(err).__name__}), set aside")
+            continue
         for line in said:
             print(f"  sanitize {student}/{path.name}: {line}", flush=True)
         active = [line for line in said if not line.startswith(("cell metadata removed", "notebook metadata removed"))]
