@@ -8,7 +8,8 @@ command it runs, so the steps can also be done with nbgrader by hand).
     python grading/course.py collect --exchange       nbgrader's exchange (JupyterHub)
     python grading/course.py autograde [STUDENT ...]  grade (reloads each tp3_run/, never re-trains)
     python grading/course.py autograde --sandbox      the same, each student's kernel in a bubblewrap sandbox
-    python grading/course.py feedback                 HTML feedback per student in feedback/
+    python grading/course.py feedback                 HTML feedback per student in feedback/ (French)
+    python grading/course.py lab                      JupyterLab for the instructor (formgrader on)
     python grading/course.py export [--to FILE]       grades.csv
     python grading/course.py export --moodle FILE [--id-column NAME] [--grade-column NAME] [--out-of 20]
     python grading/course.py overview                 reports/overview.html: the class at a glance
@@ -308,9 +309,27 @@ def grading_env() -> dict:
 
 
 def cmd_feedback(args) -> None:
+    """French feedback pages (steps in nbgrader_config.py, template in templates/tp3_feedback)."""
+    sys.path.insert(0, str(HERE))
+    from autograder.feedback import nbgrader_args
     from autograder.preflight import require
+
     require(args.root, "feedback")  # nothing missing (nbgrader, gradebook, graded notebooks), or stop here
-    nbgrader(args.root, "generate_feedback", ASSIGNMENT, "--force")
+    nbgrader(args.root, "generate_feedback", ASSIGNMENT, "--force", *nbgrader_args())
+
+
+def cmd_lab(args) -> int:
+    """JupyterLab on the course folder with formgrader and the nbgrader panels on, whatever
+    the student set-up of this environment says (autograder/instructor_lab.py)."""
+    sys.path.insert(0, str(HERE))
+    from autograder.instructor_lab import lab_command
+
+    cmd, env = lab_command(args.root, args.jupyter_args, nbgrader_env())
+    print(f"+ (cd {args.root} && {' '.join(cmd[1:])})", flush=True)
+    if os.name == "nt":
+        return subprocess.call(cmd, cwd=args.root, env=env)
+    os.chdir(args.root)  # formgrader reads nbgrader_config.py from the server's folder
+    os.execve(cmd[0], cmd, env)  # signals go straight to JupyterLab, nothing is left behind
 
 
 def cmd_export(args) -> None:
@@ -447,6 +466,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="skip the trusted re-verification of the test cells that scored")
     p.set_defaults(func=cmd_autograde)
     sub.add_parser("feedback").set_defaults(func=cmd_feedback)
+    p = sub.add_parser("lab", help="JupyterLab for the instructor: formgrader and the nbgrader panels on")
+    p.set_defaults(func=cmd_lab)  # other options are passed on to jupyter lab
     p = sub.add_parser("export", help="grades.csv (default) and/or a Moodle grade import file")
     p.add_argument("--to", help="grades CSV with nbgrader export's columns (default grades.csv without --moodle)")
     p.add_argument("--moodle", metavar="FILE", help="CSV for Moodle's grade import (Grades > Import > CSV file)")
@@ -461,7 +482,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("dest")
     p.add_argument("--public-repo", default=PUBLIC_REPO, help=f"owner/name on GitHub (default {PUBLIC_REPO})")
     p.set_defaults(func=cmd_publish)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.jupyter_args = extra
     args.root = args.root.resolve()
     os.environ["PATH"] = nbgrader_env()["PATH"]  # nbgrader's gradebook runs alembic when it creates a database
     return args.func(args) or 0

@@ -90,3 +90,17 @@ c.Autograde.permissions = 644
 # not wholly owned by the student it names, or holding links or special files (nbgrader 0.9.6
 # only warns, and the impersonation replaced the victim's submission). See autograder/exchange.py.
 c.ExchangeFactory.collect = "autograder.exchange.OwnerCheckedCollect"
+
+# Feedback (course.py feedback; also formgrader's "Generate feedback" button): the page shows
+# no test source, traceback, solution marker or absolute path, and nothing a student wrote can
+# run in it (grading/autograder/feedback.py). course.py also selects the French template.
+c.GenerateFeedback.preprocessors = [
+    "autograder.feedback.SanitizeForFeedback",
+    "nbgrader.preprocessors.GetGrades",
+    "autograder.feedback.RemoveSolutionMarkers",
+    "autograder.feedback.ReportTests",
+    "autograder.feedback.SimplifyErrors",
+    "autograder.feedback.RenderMath",
+    "autograder.feedback.Summarize",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -25,44 +25,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import (UI_TIMEOUT_MS, browser, free_port, isolated_jupyter_env,  # noqa: F401 (fixture)
+                             new_token, server_args, start_lab, stop, write_json)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "grading"))
 import course  # noqa: E402
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 NOTEBOOKS = ("tp3_partie1", "tp3_partie2")
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # needed as root; the page is our own local server
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--no-first-run",
-    "--disable-quic",
-]
-SERVER_START_S = 120
 RUN_TIMEOUT_S = 420  # one notebook, all cells (measured: well under a minute in the ci profile)
 VALIDATE_TIMEOUT_S = 420
-UI_TIMEOUT_MS = 60_000
 
 # Errors a release notebook may show: the stub, then what follows from the missing answers.
 EXPECTED_RELEASE_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
@@ -110,65 +90,6 @@ def saved_errors(nb: dict) -> dict[int, str]:
 # JupyterLab server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-
-
-class Lab:
-    def __init__(self, url: str, token: str, root: Path, log: Path, proc: subprocess.Popen):
-        self.url, self.token, self.root, self.log, self.proc = url, token, root, log, proc
-
-    def api(self, method: str, path: str, timeout: float = 10.0):
-        req = urllib.request.Request(f"{self.url}/api/{path}", method=method,
-                                     headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read()
-        return json.loads(body) if body else None
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            return "".join(self.log.read_text(errors="replace").splitlines(keepends=True)[-n:])
-        except OSError:
-            return "(no server log)"
-
-    def shutdown_kernels(self) -> None:
-        for session in self.api("GET", "sessions"):
-            self.api("DELETE", f"sessions/{session['id']}", timeout=60)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the server, its kernels and anything else they started."""
-    try:
-        import psutil
-
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except Exception:  # psutil missing or the server already gone
-        family = []
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)  # the server's whole process group
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                continue
-    # Kernels live in process groups of their own: end those still running.
-    for p in family:
-        try:
-            p.kill()
-        except Exception:
-            pass
-
-
 @pytest.fixture(scope="module")
 def lab(shared, tmp_path_factory):
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's screenshots
@@ -177,15 +98,10 @@ def lab(shared, tmp_path_factory):
     for folder in ("release", "completed"):
         (root / folder).mkdir(parents=True)
     for name in NOTEBOOKS:
-        _write_json(root / "release" / f"{name}.ipynb", json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text()))
-        _write_json(root / "completed" / f"{name}.ipynb", course.completed_release(f"{name}.ipynb"))
+        write_json(root / "release" / f"{name}.ipynb", json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text()))
+        write_json(root / "completed" / f"{name}.ipynb", course.completed_release(f"{name}.ipynb"))
 
-    # User settings: no news/update toast (no request leaves the machine, nothing covers the page).
-    settings = tmp / "lab-settings"
-    _write_json(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
-                {"fetchNews": "false", "checkForUpdates": False})
-
-    env = dict(os.environ)
+    env = isolated_jupyter_env(tmp)
     env.pop("TP3_PROGRESS", None)  # progress bars on: they are widgets in the browser
     env.pop("NBGRADER_EXECUTION", None)
     env.update({
@@ -193,61 +109,21 @@ def lab(shared, tmp_path_factory):
         "TP3_CACHE_DIR": str(tmp / "tp3-cache"),
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        # Nothing from the user's Jupyter set-up, nothing written to it.
-        "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"),
-        "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
-        "JUPYTERLAB_SETTINGS_DIR": str(settings),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces"),
-        "IPYTHONDIR": str(tmp / "ipython"),
     })
-    port, token = _free_port(), secrets.token_hex(24)
+    port, token = free_port(), new_token()
     log = tmp / "jupyter-server.log"
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-           "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--ServerApp.terminals_enabled=False", "--LanguageServerManager.autodetect=False"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Lab(f"http://127.0.0.1:{port}", token, root, log, proc)
+    cmd = [sys.executable, "-m", "jupyter", "lab", *server_args(port, token), f"--ServerApp.root_dir={root}"]
+    server = start_lab(cmd, env, root, log, port, token)
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited with code {proc.returncode}:\n{server.log_tail()}")
-            try:
-                server.api("GET", "status", timeout=2)
-                break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not answer in {SERVER_START_S} s:\n{server.log_tail()}")
-                time.sleep(0.5)
         yield server
     finally:
-        _stop(proc)
+        stop(server.proc)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log, ARTIFACTS / "jupyter-server.log")
 
 
 # ---------------------------------------------------------------------------------------
 # Browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; see .ci/setup-browser.sh)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright; see .ci/setup-browser.sh)")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

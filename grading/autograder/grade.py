@@ -112,19 +112,28 @@ def run_nbgrader(ws: Workspace, opts: Options, env: dict, log: Path) -> tuple[in
     return rc, reason
 
 
-def _sanitize(folder: Path) -> int:
-    """Make every graded notebook of ``folder`` inert for HTML renderers; returns how many
-    things were removed."""
+def sanitize_graded(folder: Path, student: str) -> list[str]:
+    """Every graded notebook of ``folder`` made inert for HTML renderers (``sanitize.py``), in
+    place; a notebook that cannot be sanitised is set aside (``.non-assaini``), never shown.
+    Returns summary lines."""
     import nbformat
 
     from autograder.sanitize import sanitize_notebook
 
-    removed = 0
+    status = []
     for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
-        nb = nbformat.read(str(path), as_version=4)
-        removed += len(sanitize_notebook(nb))
-        nbformat.write(nb, str(path))
-    return removed
+        try:
+            nb = nbformat.read(str(path), as_version=4)
+            said = sanitize_notebook(nb)
+            nbformat.write(nb, str(path))
+        except Exception as err:  # noqa: BLE001 (fail closed: nothing unsanitised is left to render)
+            path.rename(path.with_name(path.name + ".non-assaini"))
+            status.append(f"{path.stem}: could not be sanitised ({type(err).__name__}), set aside")
+            continue
+        active = [line for line in said if not line.startswith(("cell metadata removed", "notebook metadata removed"))]
+        if active:
+            status.append(f"{path.stem}: {len(active)} active or invalid item(s) made inert")
+    return status
 
 
 def grade_submission(course: Path, student: str, opts: Options, template_db: Path, env: dict,
@@ -183,7 +192,7 @@ def grade_submission(course: Path, student: str, opts: Options, template_db: Pat
         if group:
             result.peak_memory_mb = group.peak_memory_mb()
         result.status += what_happened(ws.autograded)
-        _sanitize(ws.autograded)
+        result.status += sanitize_graded(ws.autograded, student)
         with lock:
             transfer(ws.db, course / "gradebook.db", student)
             publish(ws, course)

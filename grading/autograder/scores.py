@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from autograder import ASSIGNMENT
+from autograder.gradebook import open_gradebook, test_grades
 
 
 def _gradebook(root: Path):
-    from nbgrader.api import Gradebook
-
-    return Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}")
+    return open_gradebook(Path(root) / "gradebook.db")
 
 
 def test_cells(root: Path) -> list[tuple[str, str, float]]:
@@ -34,9 +33,7 @@ def test_scores(root: Path) -> dict[str, dict[str, tuple[float | None, float]]]:
     out: dict = {}
     with _gradebook(root) as gb:
         for sub in gb.assignment_submissions(ASSIGNMENT):
-            solutions = {c.name for nb in sub.notebooks for c in nb.notebook.solution_cells}
-            out[sub.student.id] = {g.name: (g.auto_score, g.max_score) for nb in sub.notebooks for g in nb.grades
-                                   if g.cell_type == "code" and g.name not in solutions}
+            out[sub.student.id] = {g.name: (g.auto_score, g.max_score) for nb in sub.notebooks for g in test_grades(nb)}
     return out
 
 
