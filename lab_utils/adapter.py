@@ -85,11 +85,26 @@ def save_adapter(model: nn.Module, path: str | Path, base_model_id: str, extra: 
     os.close(fd)
     try:
         save_file(adapter_state(model), tmp, metadata=meta)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as open() would create it (mkstemp: 0600)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an adapter file (its header only), or AdapterError."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise AdapterError(
+            f"{path} n'est pas un adaptateur lisible ({err}) : fichier tronqué ou d'un autre format."
+        ) from err
 
 
 REQUIRED_META = ("base_model", "base_fingerprint", "rank", "alpha", "targets", "num_classes")

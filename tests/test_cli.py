@@ -15,11 +15,15 @@ def _run(*args, cwd=None, env=None):
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
 
 
-def test_info_prints_the_tp3_counts():
+def test_info_prints_the_tp3_counts_in_french():
     out = _run("info")
     assert out.returncode == 0, out.stderr
-    for number in ("164364288", "125768450", "358364162", "1327104", "3538944"):
-        assert number in out.stdout
+    for number in ("164 364 288", "125 768 450", "358 364 162", "1 327 104", "3 538 944", "0,807", "1,055",
+                   "0,988", "0,864"):
+        assert number.replace(" ", "\u202f") in out.stdout, number
+    for header in ("modèle", "tête", "entraînables", "part LoRA (%)"):
+        assert header in out.stdout
+    assert "164364288" not in out.stdout and "0.807" not in out.stdout
 
 
 @pytest.mark.slow
