@@ -97,7 +97,7 @@ def cmd_train(args) -> None:
     if args.thresholds_out:
         measured = {"test_acc": results["test"].accuracy, "instructor_texts": extra["instructor_texts"]["accuracy"]}
         entry = thresholds.write(args.thresholds_out, profile.name, measured, run_dir.resolve(), __version__)
-        print(f"Seuils du profil {profile.name} ({thresholds.RULE}) : "
+        print(f"Seuils de correction du profil {profile.name} (valeur mesurée moins une marge) : "
               + ", ".join(f"{k} {fr_number(v, 2)}" for k, v in entry["thresholds"].items())
               + f" ; écrits dans {Path(args.thresholds_out).resolve()}")
 

@@ -37,7 +37,7 @@ def fr_number(value, decimals: int | None = None) -> str:
     """Un nombre écrit à la française : « 1 327 104 », « 0,807 », « 0,69 ».
 
     ``decimals`` : nombre de décimales (par défaut : un entier sans décimale, un réel
-    avec au plus 6 chiffres significatifs). Les booléens et les non-nombres sont
+    avec au plus 6 chiffres significatifs, et tous ceux de sa partie entière). Les booléens et les non-nombres sont
     écrits tels quels.
     """
     number = plain_number(value)
@@ -49,8 +49,9 @@ def fr_number(value, decimals: int | None = None) -> str:
         text = f"{number:,.{decimals}f}"
     elif isinstance(number, int):
         text = f"{number:,}"
-    else:
-        text = f"{number:,.6g}"
+    else:  # 6 significant digits, and every digit of the integer part
+        digits = max(6, len(str(int(abs(number)))) + 1)
+        text = f"{number:,.{digits}g}"
     return text.replace(",", "\0").replace(".", ",").replace("\0", NNBSP)
 
 
@@ -76,10 +77,9 @@ def fr_table(df, decimals: int | dict | None = None):
     def fmt(digits):
         return lambda v: fr_number(v, digits) if plain_number(v) is not None else v
 
-    if isinstance(decimals, dict):
-        formatters = {column: fmt(digits) for column, digits in decimals.items()}
-        return df.style.format(fmt(None)).format(formatters)
-    return df.style.format(fmt(decimals))
+    per_column = decimals if isinstance(decimals, dict) else {}
+    default = None if isinstance(decimals, dict) else decimals
+    return df.style.format({column: fmt(per_column.get(column, default)) for column in df.columns})
 
 
 __all__ = ["NNBSP", "fr_number", "fr_percent", "fr_table", "plain_number"]
