@@ -113,8 +113,8 @@ def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None =
             )
         # A file named by the variable is the user's: never downloaded, never replaced.
         return _verified(path, ckpt, advice=(
-            f"ce n'est pas le fichier attendu. {ENV_WEIGHTS_FILE} désigne un fichier que le TP ne télécharge "
-            f"jamais : remplacez-le par {ckpt.filename} téléchargé depuis {ckpt.url} "
+            f"un fichier désigné par {ENV_WEIGHTS_FILE} n'est jamais téléchargé par le TP ; remplacez-le "
+            f"par {ckpt.filename} téléchargé depuis {ckpt.url} "
             f"({fr_number(ckpt.size)} octets), ou supprimez la variable {ENV_WEIGHTS_FILE} pour que le TP "
             "télécharge les poids dans son cache."))
 
