@@ -23,6 +23,7 @@ from .config import LoRAConfig
 from .errors import AdapterError
 from .lora import add_lora, lora_layers
 from .model import replace_head
+from .paths import usual_mode
 
 FORMAT = "tp3-lora-adapter/1"
 
@@ -85,9 +86,7 @@ def save_adapter(model: nn.Module, path: str | Path, base_model_id: str, extra: 
     os.close(fd)
     try:
         save_file(adapter_state(model), tmp, metadata=meta)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as open() would create it (mkstemp: 0600)
+        os.chmod(tmp, usual_mode())  # like its siblings in the run folder
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -28,6 +28,7 @@ from .errors import LabError, RunError
 from .french import fr_number, fr_percent
 from .lora import LoRAReport, add_lora
 from .model import GPTModel, replace_head
+from .paths import usual_mode
 from .profiles import Profile, get_profile, load_base_model
 from .progress import is_grading
 from .train import History, train_classifier
@@ -63,12 +64,6 @@ def _profile_of(model) -> Profile:
     return get_profile(getattr(model, "profile", None))
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_run(run_dir: str | Path, model, history: History, extra: dict | None = None,
              figures: dict | None = None) -> Path:
     """Write the run folder atomically: a new folder is filled, then swapped in.
@@ -82,7 +77,7 @@ def save_run(run_dir: str | Path, model, history: History, extra: dict | None = 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}."))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # like any folder the user makes (mkdtemp: 0700)
+        os.chmod(tmp, usual_mode(folder=True))
         history_bytes = history.to_json()
         save_adapter(model, tmp / ADAPTER_FILE, profile.base_model_id,
                      extra={"seed": history.config.get("seed", ""), "profile": profile.name,

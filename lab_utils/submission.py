@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import LabError, SubmissionError
 from .french import fr_number
+from .paths import usual_mode
 from .progress import is_grading
 from .run import HISTORY_FILE, INFO_FILE, RUN_DIR, RUN_FILES, check_run_files
 
@@ -178,9 +179,7 @@ def make_submission(student_id: str, folder: str | Path = ".", run_dir: str | Pa
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for arcname, source in zip(SUBMISSION_FILES, sources):
                 archive.write(source, arcname)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        os.chmod(tmp, usual_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
