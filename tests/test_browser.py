@@ -552,7 +552,7 @@ def test_completed_notebook_runs_and_validates(page, lab, name, tmp_path):
     for i in submission:
         (out,) = [o for o in state["cells"][i]["outputs"] if o["mime"] == "application/vnd.jupyter.stderr"]
         assert out["text"].strip().startswith("Erreur : ") and "enregistré depuis l'entraînement" in out["text"]
-        assert "Traceback" not in out["text"] and "File " not in out["text"] and len(out["text"].splitlines()) == 1
+        assert "Traceback" not in out["text"] and 'File "' not in out["text"] and len(out["text"].splitlines()) == 1
     counts = [_EXECUTED.match(c["prompt"]) for c in state["cells"]]
     assert all(counts), f"cells not run: {[i for i, m in enumerate(counts) if not m]}"
     numbers = [int(m.group(1)) for m in counts]
