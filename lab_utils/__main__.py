@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import BATCHING_MODES, LoRAConfig, TrainConfig
-from .errors import LabError
+from .errors import ConfigError, LabError
 
 REFERENCE_TEXTS = (  # the teaching case of TP3 (see the notebooks)
     "There is a big cash prize for you, call immediately.",
@@ -42,14 +42,20 @@ def cmd_check(args) -> int:
 
 def cmd_train(args) -> None:
     from .classify import classify_texts
-    from .data import load_splits
+    from .data import SPLIT_NAMES, load_splits
+    from .french import fr_number, fr_percent
     from .loaders import eval_loader, make_datasets, train_loader
     from .plots import plot_accuracies, plot_loss
     from .profiles import get_profile
-    from .run import build_classifier, run_summary, save_run
+    from .run import build_classifier, save_run
     from .tokenizer import get_tokenizer
     from .train import evaluate_splits, train_classifier
+    from . import __version__, thresholds
 
+    if bool(args.thresholds_out) != bool(args.instructor_texts):
+        raise ConfigError("--thresholds-out et --instructor-texts vont ensemble : les seuils reposent sur "
+                          "l'exactitude de test et sur les messages de l'enseignant.")
+    instructor = thresholds.read_instructor_texts(args.instructor_texts) if args.instructor_texts else None
     profile = get_profile(args.profile)
     cfg = TrainConfig(num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       batching=args.batching, precision=args.precision, eval_every=args.eval_every)
@@ -60,48 +66,63 @@ def cmd_train(args) -> None:
     start = time.perf_counter()
     tokenizer = get_tokenizer()
     datasets = make_datasets(load_splits(), tokenizer, profile.gpt_config.context_length)
-    print("Données :", {k: len(v) for k, v in datasets.items()})
+    print("Données :", ", ".join(f"{SPLIT_NAMES[k]} {fr_number(len(v))}" for k, v in datasets.items()))
     model, report = build_classifier(profile, lora, seed=cfg.seed)
     print(report)
     history = train_classifier(model, train_loader(datasets["train"], cfg),
                                eval_loader(datasets["val"], cfg.eval_tokens), cfg)
-    print("Entraînement :", run_summary(history))
+    print(f"Entraînement : {fr_number(history.num_batches)} lots en {fr_number(history.seconds, 1)} s, perte "
+          f"{fr_number(history.batch_losses[0], 4)} -> {fr_number(history.batch_losses[-1], 4)}, exactitude "
+          f"courante {fr_percent(history.final_running_train_acc)}")
     loaders = {k: eval_loader(v, cfg.eval_tokens) for k, v in datasets.items()}
     results = evaluate_splits(model, loaders, precision=cfg.precision)
     metrics = {k: {"accuracy": r.accuracy, "loss": r.loss, "n": r.n} for k, r in results.items()}
     for name, r in results.items():
-        print(f"  exactitude {name:5s} : {r.accuracy:.2%}  (perte {r.loss:.4f}, {r.n} messages)")
+        print(f"  exactitude {SPLIT_NAMES[name]:12s} : {fr_percent(r.accuracy)}  (perte {fr_number(r.loss, 4)}, "
+              f"{fr_number(r.n)} messages)")
     predictions = [
         {"text": t, "label": p.label, "confidence": round(p.confidence, 4)}
         for t, p in zip(REFERENCE_TEXTS, classify_texts(REFERENCE_TEXTS, model, tokenizer))
     ]
     for p in predictions:
-        print(f"  {p['label']:4s} ({p['confidence']:.2f})  {p['text']}")
+        print(f"  {p['label']:4s} ({fr_number(p['confidence'], 2)})  {p['text']}")
+    extra = {"metrics": metrics, "reference_predictions": predictions}
+    if instructor:
+        predicted = classify_texts([t for t, _ in instructor], model, tokenizer)
+        score = sum(p.label == label for p, (_, label) in zip(predicted, instructor)) / len(instructor)
+        extra["instructor_texts"] = {"accuracy": score, "n": len(instructor)}
+        print(f"  messages de l'enseignant : {fr_percent(score, 0)} bien classés sur {len(instructor)}")
     figures = {"loss.png": plot_loss(history),
                "accuracy.png": plot_accuracies(history, {k: r.accuracy for k, r in results.items()})}
-    save_run(run_dir, model, history, extra={"metrics": metrics, "reference_predictions": predictions,
-                                             "total_seconds": round(time.perf_counter() - start, 1)},
+    save_run(run_dir, model, history, extra={**extra, "total_seconds": round(time.perf_counter() - start, 1)},
              figures=figures)
     print(f"Dossier de l'exécution : {run_dir.resolve()}")
+    if args.thresholds_out:
+        measured = {"test_acc": results["test"].accuracy, "instructor_texts": extra["instructor_texts"]["accuracy"]}
+        entry = thresholds.write(args.thresholds_out, profile.name, measured, run_dir.resolve(), __version__)
+        print(f"Seuils de correction du profil {profile.name} (valeur mesurée moins une marge) : "
+              + ", ".join(f"{k} {fr_number(v, 2)}" for k, v in entry["thresholds"].items())
+              + f" ; écrits dans {Path(args.thresholds_out).resolve()}")
 
 
 def cmd_info(args) -> None:
     import pandas as pd
 
-    from .params import parameter_table
+    from .params import format_parameter_table, parameter_table
 
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(parameter_table(tuple(args.models)).to_string(index=False))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(format_parameter_table(parameter_table(tuple(args.models))))
 
 
 def cmd_cache(args) -> None:
+    from .french import fr_number
     from .paths import cache_dir, data_dir, hf_hub_dir, tiktoken_dir
 
     def size(path: Path) -> str:
         if not path.exists():
             return "absent"
         total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        return f"{total / 1e6:.1f} Mo"
+        return f"{fr_number(total / 1e6, 1)} Mo"
 
     for name, path in [("racine", cache_dir()), ("données", data_dir()), ("tokenizer", tiktoken_dir()),
                        ("poids GPT-2", hf_hub_dir())]:
@@ -147,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default=TrainConfig.precision, choices=["fp32", "bf16"])
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every,
                    help="valider tous les N lots (0 : en fin d'époque)")
+    p.add_argument("--instructor-texts", metavar="FICHIER",
+                   help="messages de l'enseignant (JSON : liste de [texte, \"spam\"|\"ham\"]) à classer")
+    p.add_argument("--thresholds-out", metavar="FICHIER",
+                   help="écrire les seuils de correction de ce profil dans FICHIER (JSON, par profil), "
+                        "par exemple grading/thresholds.json ; demande --instructor-texts")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="tableau des paramètres (GPT-2 small et medium, sur « meta »)")

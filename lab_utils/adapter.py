@@ -23,6 +23,7 @@ from .config import LoRAConfig
 from .errors import AdapterError
 from .lora import add_lora, lora_layers
 from .model import replace_head
+from .paths import usual_mode
 
 FORMAT = "tp3-lora-adapter/1"
 
@@ -85,11 +86,24 @@ def save_adapter(model: nn.Module, path: str | Path, base_model_id: str, extra: 
     os.close(fd)
     try:
         save_file(adapter_state(model), tmp, metadata=meta)
+        os.chmod(tmp, usual_mode())  # like its siblings in the run folder
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an adapter file (its header only), or AdapterError."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise AdapterError(
+            f"{path} n'est pas un adaptateur lisible ({err}) : fichier tronqué ou d'un autre format."
+        ) from err
 
 
 REQUIRED_META = ("base_model", "base_fingerprint", "rank", "alpha", "targets", "num_classes")

@@ -14,12 +14,15 @@ import torch
 from .data import LABELS
 from .errors import InputError
 from .loaders import encode, pad
-from .train import autocast, classification_logits
+from .train import autocast, classification_logits, model_device
 
 
 class Prediction(NamedTuple):
-    label: str  # "ham" or "spam"
-    confidence: float  # probability of ``label``, in [0.5, 1]
+    """Une prédiction : ``label`` (``"ham"`` ou ``"spam"``) et ``confidence``, la probabilité
+    de cette classe (entre 0,5 et 1)."""
+
+    label: str
+    confidence: float
 
 
 def _check_text(text, index: int | None = None) -> str:
@@ -49,11 +52,12 @@ def _check_model(model, tokenizer) -> None:
 
 
 @torch.inference_mode()
-def classify_texts(texts: Sequence[str], model, tokenizer, device: str | torch.device = "cpu",
+def classify_texts(texts: Sequence[str], model, tokenizer, device: str | torch.device | None = None,
                    batch_size: int = 32, precision: str = "fp32") -> list[Prediction]:
-    """Predictions for several texts, in order. Texts longer than the model's context
-    are cut to their first ``context_length`` tokens. ``<|endoftext|>`` in a text is
-    read as plain characters, never as the special token."""
+    """Les prédictions de ``model`` pour plusieurs textes, dans l'ordre : une liste de
+    ``Prediction(label, confidence)``. Un texte plus long que le contexte du modèle est
+    coupé à ses ``context_length`` premiers tokens ; ``<|endoftext|>`` dans un texte est
+    lu comme du texte. ``device`` : par défaut, celui du modèle."""
     if isinstance(texts, str):
         raise InputError("classify_texts attend une liste de textes ; pour un seul texte, utilisez classify_text.")
     if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
@@ -62,6 +66,7 @@ def classify_texts(texts: Sequence[str], model, tokenizer, device: str | torch.d
         raise InputError(f"batch_size doit être un entier >= 1, obtenu {batch_size!r}.")
     _check_model(model, tokenizer)
     texts = [_check_text(t, i) for i, t in enumerate(texts)]
+    device = torch.device(device) if device is not None else model_device(model)
     max_length = model.cfg.context_length
     encoded = [encode(t, tokenizer, max_length) for t in texts]
     was_training = model.training
@@ -83,9 +88,10 @@ def classify_texts(texts: Sequence[str], model, tokenizer, device: str | torch.d
     return predictions
 
 
-def classify_text(text: str, model, tokenizer, device: str | torch.device = "cpu") -> Prediction:
-    """Label ("spam" or "ham") and confidence for one text.
+def classify_text(text: str, model, tokenizer, device: str | torch.device | None = None) -> Prediction:
+    """La classe (``"spam"`` ou ``"ham"``) et la confiance (probabilité de cette classe,
+    entre 0,5 et 1) que ``model`` donne à un texte : une ``Prediction(label, confidence)``.
 
-    >>> label, confidence = classify_text("WINNER!! Call 0906 now", model, tokenizer, "cpu")
+    >>> label, confidence = classify_text("WINNER!! Call 0906 now", model, tokenizer, device)
     """
     return classify_texts([_check_text(text)], model, tokenizer, device)[0]

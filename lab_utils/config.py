@@ -33,7 +33,8 @@ def _check_float(name: str, value, minimum: float = 0.0, inclusive: bool = False
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """GPT-2 architecture hyperparameters (names follow the lesson)."""
+    """L'architecture d'un GPT-2 (noms du cours) : taille du vocabulaire, longueur du
+    contexte, dimension ``emb_dim`` (d), nombre de têtes et de blocs (``n_layers``)."""
 
     vocab_size: int = 50257
     context_length: int = 1024
@@ -80,7 +81,8 @@ GPT_PRESETS: dict[str, GPTConfig] = {
 
 
 def gpt_config(name: str) -> GPTConfig:
-    """Look up a preset by name ("gpt2-small", "gpt2-medium", ...)."""
+    """La configuration d'un modèle par son nom : ``"gpt2-small"``, ``"gpt2-medium"``,
+    ``"gpt2-large"``, ``"gpt2-xl"`` (ou ``"gpt2-tiny"``, le petit modèle des tests)."""
     try:
         return GPT_PRESETS[name]
     except KeyError:
@@ -95,7 +97,9 @@ BLOCK_LINEARS = ("att.W_query", "att.W_key", "att.W_value", "att.out_proj", "ff.
 
 @dataclass(frozen=True)
 class LoRAConfig:
-    """Where LoRA goes and how big it is: delta W = (alpha / rank) * A @ B."""
+    """Les réglages de LoRA : rang ``rank`` (r), ``alpha`` (la mise à jour est
+    (alpha / r) x A B) et ``targets``, les couches enveloppées dans chaque bloc
+    (par défaut les six : W_query, W_key, W_value, out_proj, fc1, fc2)."""
 
     rank: int = 8
     alpha: float = 16.0
@@ -118,7 +122,10 @@ class LoRAConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Fine-tuning hyperparameters of the reference run."""
+    """Les réglages de l'entraînement : ``num_epochs`` (époques), ``batch_size`` (messages
+    par lot), ``lr`` (taux d'apprentissage d'AdamW), ``weight_decay``, ``seed`` (graine),
+    ``eval_every`` (valider tous les N lots ; 0 : en fin d'époque), ``batching``
+    (``"packed"``, ``"padded"`` ou ``"grouped"``), ``precision`` (``"fp32"`` ou ``"bf16"``)."""
 
     num_epochs: int = 1
     batch_size: int = 8
@@ -157,7 +164,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How the SMS Spam Collection is prepared."""
+    """La préparation du corpus : ``deduplicate`` (retirer les doublons exacts),
+    ``balance`` (autant de ham que de spam), ``split`` (parts des trois jeux), ``seed``."""
 
     deduplicate: bool = True
     balance: bool = True

@@ -17,6 +17,7 @@ from .errors import DataError
 from .paths import ENV_DATA_DIR, data_dir
 
 LABELS = ("ham", "spam")
+SPLIT_NAMES = {"train": "entraînement", "val": "validation", "test": "test"}  # as students read them
 
 SMS_SPAM = RemoteFile(
     url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
@@ -111,7 +112,10 @@ def split(df: pd.DataFrame, fractions=(0.7, 0.1, 0.2), seed: int = 42) -> Splits
 
 
 def load_splits(cfg: DataConfig | None = None, path: str | Path | None = None) -> Splits:
-    """The lab's data: parse, deduplicate (unless ``cfg.deduplicate`` is False), balance, split."""
+    """Les données du TP : lecture du corpus, dédoublonnage (sauf
+    ``DataConfig(deduplicate=False)``), équilibrage (autant de ham que de spam),
+    découpage 70/10/20 % avec la graine 42. Renvoie les jeux ``.train``, ``.val``,
+    ``.test`` (tableaux pandas : colonnes ``text`` et ``label``, 0 = ham, 1 = spam)."""
     cfg = cfg or DataConfig()
     df = read_sms_spam(path)
     if cfg.deduplicate:
@@ -132,8 +136,8 @@ STYLE_CUES = {  # regular expressions of typical cues of the corpus' spam
 
 
 def style_features(df: pd.DataFrame) -> pd.DataFrame:
-    """Share of ham and of spam messages showing each cue of ``STYLE_CUES`` (in %),
-    and their mean length in characters."""
+    """Part des ham et des spams (en %) qui présentent chaque indice de style
+    (numéros, montants, « txt »…), et leur longueur moyenne en caractères."""
     rows = {}
     for name, pattern in STYLE_CUES.items():
         has = df["text"].str.contains(pattern, regex=True)
@@ -142,3 +146,9 @@ def style_features(df: pd.DataFrame) -> pd.DataFrame:
     lengths = df["text"].str.len().groupby(df["label"]).mean().round(1)
     table.loc["longueur moyenne (caractères)"] = [lengths.get(0), lengths.get(1)]
     return table
+
+
+def preview_messages(df: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """Les ``n`` premiers messages d'un jeu, avec leur classe en clair (« ham » ou « spam »)."""
+    head = df.head(n)
+    return pd.DataFrame({"message": head["text"], "classe": [LABELS[k] for k in head["label"]]})

@@ -19,7 +19,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Callable
 from filelock import FileLock, Timeout
 
 from .errors import ChecksumError, DownloadError
-from .progress import progress_bar
+from .french import fr_number
+from .progress import notice, progress_bar
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,25 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})  # worth another
 LOCAL_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES})
 
 
-def verify(path: Path, remote: RemoteFile) -> None:
-    """Raise ChecksumError unless ``path`` has the published size and SHA-256."""
+REDOWNLOAD = "supprimez-le, il sera retéléchargé."
+
+
+def verify(path: Path, remote: RemoteFile, advice: str = REDOWNLOAD) -> None:
+    """Raise ChecksumError unless ``path`` has the published size and SHA-256; the
+    message ends with ``advice`` (what the user should do about it)."""
     if not path.is_file():
         raise ChecksumError(f"{path} existe mais n'est pas un fichier : déplacez-le ou supprimez-le.")
     size = path.stat().st_size
     if remote.size is not None and size != remote.size:
         raise ChecksumError(
-            f"{path} : taille attendue {remote.size} octets, obtenu {size}. Le fichier est "
-            f"incomplet ou modifié : supprimez-le, il sera retéléchargé."
+            f"{path} : taille attendue {fr_number(remote.size)} octets, obtenu {fr_number(size)}. Le fichier "
+            f"est incomplet ou modifié : {advice}"
         )
     digest = sha256sum(path)
     if digest != remote.sha256:
         raise ChecksumError(
             f"{path} : SHA-256 attendu {remote.sha256}, obtenu {digest}. Le fichier est "
-            f"corrompu ou n'est pas le bon : supprimez-le, il sera retéléchargé."
+            f"corrompu ou n'est pas le bon : {advice}"
         )
 
 
@@ -160,8 +164,7 @@ def _move_aside(dest: Path) -> None:
         os.replace(dest, aside)
     except OSError as err:
         raise ChecksumError(f"{dest} est corrompu et ne peut pas être déplacé ({err}) : supprimez-le.") from err
-    warnings.warn(f"{dest} était corrompu (SHA-256 différent) : déplacé vers {aside}, nouveau téléchargement.",
-                  stacklevel=3)
+    notice(f"{dest} était corrompu (SHA-256 différent) : déplacé vers {aside}, nouveau téléchargement.")
 
 
 def _download_verified(remote, dest, *, retries, timeout, backoff, progress, sleep) -> None:

@@ -8,7 +8,7 @@ Three ways to turn a list of messages into a batch, none of which changes a resu
 - ``pack``: all messages of the batch end to end in a single row, each with its own
   positions and a block-diagonal causal mask, so no compute at all goes to padding.
   This is the training default: batches stay random, as in the classic recipe.
-- length grouping (``LengthGroupedBatchSampler``): padded batches of messages of
+- length grouping (``TrainingBatches(grouped=True)``): padded batches of messages of
   similar length. Fast too, but since spam is longer than ham it makes many batches
   all-spam or all-ham, which makes the loss curve noisier.
 """
@@ -101,54 +101,79 @@ def pack(items: Sequence[Item]) -> Batch:
                  starts + lengths - 1, lengths, pos_ids[None], attn_mask)
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Random batches of messages of similar length.
+class TrainingBatches(Sampler[list[int]]):
+    """The training order, drawn explicitly: batches of ``batch_size`` message indices.
 
-    Shuffle, cut into windows of ``batch_size * window`` messages, sort each window by
-    length, cut it into batches, and shuffle the batches (seeded by ``generator``).
+    Epoch ``e`` is the ``e``-th draw of one generator seeded with ``seed``: a permutation
+    cut into consecutive batches, or, with ``grouped``, length-grouped batches (shuffle,
+    cut into windows of ``batch_size * window`` messages, sort each window by length,
+    cut it into batches, shuffle the batches). Iterating consumes no shared random
+    state, so a progress bar, a second pass over the loader or a re-run of a cell
+    cannot change the order; the training loop calls ``set_epoch``.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, window: int = 16,
-                 generator: torch.Generator | None = None):
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, grouped: bool = False,
+                 window: int = 16):
         self.lengths = list(lengths)
         self.batch_size = batch_size
+        self.seed = seed
+        self.grouped = grouped
         self.window = window
-        self.generator = generator
+        self.epoch = 0
 
-    def __iter__(self):
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
-        span = self.batch_size * self.window
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        """The batches of ``epoch`` (default: the current one)."""
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch if epoch is None else epoch):
+            self._draw(generator)
+        return self._draw(generator)
+
+    def _draw(self, generator: torch.Generator) -> list[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        size = self.batch_size
+        if not self.grouped:
+            return [order[i : i + size] for i in range(0, len(order), size)]
+        span = size * self.window
         batches = []
         for start in range(0, len(order), span):
             chunk = sorted(order[start : start + span], key=self.lengths.__getitem__)
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        for i in torch.randperm(len(batches), generator=self.generator).tolist():
-            yield batches[i]
+            batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def __iter__(self):
+        return iter(self.batches())
 
     def __len__(self) -> int:
+        if not self.grouped:
+            return -(-len(self.lengths) // self.batch_size)
         span = self.batch_size * self.window
         full, rest = divmod(len(self.lengths), span)
         return full * self.window + -(-rest // self.batch_size)
 
 
 def train_loader(dataset: SpamDataset, cfg: TrainConfig) -> DataLoader:
-    """Shuffled batches of ``cfg.batch_size`` messages, seeded by ``cfg.seed``."""
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if cfg.batching == "grouped":
-        sampler = LengthGroupedBatchSampler(dataset.lengths, cfg.batch_size, generator=generator)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=pad)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                      collate_fn=pack if cfg.batching == "packed" else pad)
+    """Lots mélangés de ``cfg.batch_size`` messages pour l'entraînement.
+
+    L'ordre des messages est tiré de ``cfg.seed`` (graine) et de l'époque seulement :
+    deux entraînements avec la même graine voient les mêmes lots, dans le même ordre.
+    """
+    sampler = TrainingBatches(dataset.lengths, cfg.batch_size, cfg.seed, grouped=cfg.batching == "grouped")
+    collate = pack if cfg.batching == "packed" else pad
+    # A generator of its own: DataLoader draws a base seed from it at each pass (for its
+    # workers), which must not touch the global random state.
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
 
 
 def eval_loader(dataset: SpamDataset, max_tokens: int = TrainConfig.eval_tokens) -> DataLoader:
-    """Padded batches of messages sorted by length, longest first, each of at most
-    ``max_tokens`` tokens padding included (a longer message makes a batch alone).
-
-    Sorting keeps padding minimal; the budget gives many short messages per batch and
-    few long ones, so that every batch is big enough for fast matrix products and
-    small enough to stay in cache. Neither the order nor the batches change a result.
+    """Lots pour l'évaluation : les messages de ``dataset`` triés par longueur, chaque lot
+    d'au plus ``max_tokens`` tokens (remplissage compris). Ni l'ordre ni les lots ne
+    changent un résultat.
     """
+    # Sorting keeps padding minimal; the budget gives many short messages per batch and
+    # few long ones: big enough for fast matrix products, small enough to stay in cache.
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ConfigError(f"max_tokens doit être un entier >= 1, obtenu {max_tokens!r}.")
     lengths = dataset.lengths
@@ -163,5 +188,6 @@ def eval_loader(dataset: SpamDataset, max_tokens: int = TrainConfig.eval_tokens)
 
 
 def make_datasets(splits: Splits, tokenizer, max_length: int = 1024) -> dict[str, SpamDataset]:
-    """One SpamDataset per split name (train, val, test)."""
+    """Les messages de chaque jeu (``train``, ``val``, ``test``) découpés en tokens, une fois
+    pour toutes : ``{"train": ..., "val": ..., "test": ...}``."""
     return {name: SpamDataset.from_frame(df, tokenizer, max_length) for name, df in splits.items()}

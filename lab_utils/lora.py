@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import LoRAConfig
 from .errors import ConfigError
+from .french import fr_number
 
 
 class LoRALayer(nn.Module):
@@ -44,7 +45,8 @@ class LoRALayer(nn.Module):
 
 
 class LinearWithLoRA(nn.Module):
-    """A frozen nn.Linear plus a LoRALayer; ``merge`` folds the update into the linear."""
+    """Une couche linéaire gelée (``linear``) et sa mise à jour LoRA (``lora`` : A, B) ;
+    ``merge`` ajoute la mise à jour à la couche, ``unmerge`` l'en retire."""
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
@@ -89,9 +91,8 @@ class LoRAReport:
     lora_parameters: int
 
     def __str__(self) -> str:
-        count = f"{self.lora_parameters:,}".replace(",", "\u202f")  # French thousands separator
-        return (f"LoRA (rank={self.rank}, alpha={self.alpha:g}) sur {len(self.wrapped)} couches "
-                f"linéaires : {count} paramètres LoRA")
+        return (f"LoRA (rank={self.rank}, alpha={fr_number(self.alpha)}) sur {len(self.wrapped)} couches "
+                f"linéaires : {fr_number(self.lora_parameters)} paramètres LoRA")
 
 
 def lora_layers(model: nn.Module) -> dict[str, LinearWithLoRA]:
@@ -100,11 +101,12 @@ def lora_layers(model: nn.Module) -> dict[str, LinearWithLoRA]:
 
 
 def add_lora(model: nn.Module, cfg: LoRAConfig | None = None, seed: int | None = None) -> LoRAReport:
-    """Wrap the target linears of every TransformerBlock with LoRA and freeze the base.
+    """Enveloppe les couches visées de chaque bloc par LoRA et gèle le reste du modèle.
 
-    Targets are names relative to a block (``cfg.targets``, default the six block linears).
-    Afterwards only LoRA's A and B, and a classification head if the model has one, are
-    trainable (see ``freeze_base``). ``seed`` makes A's random init reproducible.
+    ``cfg.targets`` : les couches visées dans un bloc (par défaut les six couches
+    linéaires). Ensuite, seuls A et B de LoRA, et une tête de classification si le modèle
+    en a une, sont entraînables. ``seed`` : graine de l'initialisation aléatoire de A.
+    Renvoie un rapport (couches enveloppées, nombre de paramètres LoRA).
     """
     cfg = cfg or LoRAConfig()
     if lora_layers(model):

@@ -199,7 +199,8 @@ def _init_gpt2_weights(module: nn.Module) -> None:
 
 
 def build_model(cfg: GPTConfig, device: str | torch.device = "cpu", seed: int | None = None) -> GPTModel:
-    """Build a GPTModel on ``device`` ("meta" allocates nothing), optionally seeded."""
+    """Construit un GPT-2 (poids aléatoires) sur ``device`` ; ``device="meta"`` n'alloue
+    aucune mémoire (utile pour compter les paramètres). ``seed`` : graine des poids."""
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -210,7 +211,8 @@ def build_model(cfg: GPTConfig, device: str | torch.device = "cpu", seed: int | 
 
 
 def replace_head(model: GPTModel, num_classes: int = 2, seed: int | None = None) -> nn.Linear:
-    """Swap the language-model head for a new Linear(emb_dim, num_classes) and return it."""
+    """Remplace la tête de langage de ``model`` par une nouvelle couche
+    ``Linear(emb_dim, num_classes)`` (initialisée avec la graine ``seed``) et la renvoie."""
     device = model.tok_emb.weight.device
     if seed is None:
         head = nn.Linear(model.cfg.emb_dim, num_classes, device=device)

@@ -38,16 +38,19 @@ class ParameterCounts:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of distinct parameters (a tensor shared by two modules counts once)."""
+    """Nombre de paramètres de ``model`` (seulement les entraînables si ``trainable_only``) ;
+    un tenseur partagé par deux modules compte une fois."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def count_lora_parameters(model: nn.Module) -> int:
-    """Number of parameters in LoRA's A and B matrices."""
+    """Nombre de paramètres des matrices A et B de LoRA dans ``model``."""
     return sum(p.numel() for layer in lora_layers(model).values() for p in layer.lora.parameters())
 
 
 def parameter_counts(model: nn.Module) -> ParameterCounts:
+    """Les nombres de paramètres de ``model`` : ``.total``, ``.trainable`` (entraînables),
+    ``.lora`` ; ``.trainable_share`` et ``.lora_share`` en pourcentage du total."""
     return ParameterCounts(
         total=count_parameters(model),
         trainable=count_parameters(model, trainable_only=True),
@@ -85,14 +88,25 @@ def lora_model_counts(
 
 
 def parameter_table(models: tuple[str, ...] = ("gpt2-small", "gpt2-medium"), lora: LoRAConfig | None = None) -> pd.DataFrame:
-    """One row per model and head: total, base, LoRA and trainable counts and shares."""
+    """Un tableau, une ligne par modèle et par tête : total, base, LoRA, paramètres
+    entraînables et parts (en %), comptés sur le périphérique ``meta``."""
     rows = []
     for name in models:
-        for head, num_classes in (("LM (50257)", None), ("classification (2)", 2)):
+        for head, num_classes in (("langage (50\u202f257)", None), ("classification (2)", 2)):
             c = lora_model_counts(name, num_classes, lora)
             rows.append({
-                "model": name, "head": head, "total": c.total, "base": c.base, "lora": c.lora,
-                "trainable": c.trainable, "lora_share_%": round(c.lora_share, 3),
-                "trainable_share_%": round(c.trainable_share, 3),
+                "modèle": name, "tête": head, "total": c.total, "base": c.base, "LoRA": c.lora,
+                "entraînables": c.trainable, "part LoRA (%)": round(c.lora_share, 3),
+                "part entraînable (%)": round(c.trainable_share, 3),
             })
     return pd.DataFrame(rows)
+
+
+def format_parameter_table(table: pd.DataFrame) -> str:
+    """``parameter_table`` as French text: 164 364 288, 0,807."""
+    from .french import fr_number
+
+    shares = {"part LoRA (%)", "part entraînable (%)"}
+    formatters = {col: (lambda v: fr_number(v, 3)) if col in shares else fr_number
+                  for col in table.columns if col not in ("modèle", "tête")}
+    return table.to_string(index=False, formatters=formatters)

@@ -58,3 +58,11 @@ def tiktoken_dir() -> Path:
 def hf_hub_dir() -> Path:
     env = os.environ.get("HF_HUB_CACHE")
     return Path(env).expanduser() if env else cache_dir() / "huggingface"
+
+
+def usual_mode(folder: bool = False) -> int:
+    """The mode ``open()`` (or ``mkdir``) would give a new file (folder) under the current
+    umask: temporary files (``mkstemp``, ``mkdtemp``) are 0600/0700 until given this one."""
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask

@@ -8,8 +8,24 @@ from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
+from .data import SPLIT_NAMES
+from .french import fr_number, fr_percent
 from .train import History
+
+
+class FrenchFormatter(ScalarFormatter):
+    """Matplotlib's tick labels with a decimal comma (and no offset text in English style)."""
+
+    def __call__(self, x, pos=None):
+        return super().__call__(x, pos).replace(".", ",").replace("\N{MINUS SIGN}", "-")
+
+
+def french_axes(ax) -> None:
+    """French decimal commas on both axes' tick labels."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FrenchFormatter(useOffset=False))
 
 
 class LabFigure(Figure):
@@ -36,7 +52,8 @@ def moving_average(values, window: int = 10) -> np.ndarray:
 
 
 def plot_loss(history: History, window: int = 10, title: str = "Perte d'entraînement par lot") -> Figure:
-    """Per-batch training loss, raw and smoothed, with validation points if any."""
+    """La perte (entropie croisée) de chaque lot, brute et lissée (moyenne glissante sur
+    ``window`` lots), avec les pertes de validation s'il y en a. Renvoie la figure."""
     fig = LabFigure(figsize=(8, 4), layout="constrained")
     ax = fig.add_subplot()
     steps = np.arange(1, history.num_batches + 1)
@@ -45,44 +62,51 @@ def plot_loss(history: History, window: int = 10, title: str = "Perte d'entraîn
             label=f"moyenne glissante ({window} lots)")
     if history.val_losses:
         ax.plot(history.val_steps, history.val_losses, "o", color="tab:orange", label="perte de validation")
-    ax.set(xlabel="lot (batch)", ylabel="entropie croisée", title=title)
+    ax.set(xlabel="lot", ylabel="entropie croisée", title=title)
     ax.set_xlim(0, max(1, history.num_batches) + 1)
+    french_axes(ax)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
 
 
 def plot_accuracies(history: History, accuracies: Mapping[str, float],
-                    title: str = "Exactitude : pendant l'époque et du modèle final") -> Figure:
-    """Running training accuracy during the epoch, next to the final model's accuracies.
+                    title: str = "Exactitude courante pendant l'époque et exactitude du modèle final") -> Figure:
+    """L'exactitude courante pendant l'époque, à côté des exactitudes du modèle final.
 
-    ``accuracies`` maps split names (``train``, ``val``, ``test``) to values in [0, 1].
+    ``accuracies`` associe un jeu (``"train"``, ``"val"``, ``"test"``) à une exactitude
+    entre 0 et 1. Renvoie la figure.
     """
-    fig = LabFigure(figsize=(10, 4), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    fig = LabFigure(figsize=(11, 4), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2.4])
     steps = np.arange(1, history.num_batches + 1)
     left.plot(steps, np.asarray(history.running_train_acc) * 100, color="tab:blue",
               label="exactitude courante (entraînement)")
     colors = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
     for name, acc in accuracies.items():
-        left.axhline(acc * 100, ls="--", color=colors.get(name, "gray"), label=f"modèle final, {name}")
-    left.set(xlabel="lot (batch)", ylabel="exactitude (%)", ylim=(0, 101),
+        left.axhline(acc * 100, ls="--", color=colors.get(name, "gray"),
+                     label=f"modèle final, {SPLIT_NAMES.get(name, name)}")
+    left.set(xlabel="lot", ylabel="exactitude (%)", ylim=(0, 101),
              title="Exactitude courante pendant l'époque")
+    french_axes(left)
     left.grid(alpha=0.3)
     left.legend(loc="lower right", fontsize=8)
 
-    names = ["courante\n(époque)"] + [f"finale\n{n}" for n in accuracies]
+    names = ["courante\n(époque)"] + [f"finale\n{SPLIT_NAMES.get(n, n)}" for n in accuracies]
     values = [history.final_running_train_acc * 100] + [a * 100 for a in accuracies.values()]
     bar_colors = ["lightsteelblue"] + [colors.get(n, "gray") for n in accuracies]
     bars = right.bar(names, values, color=bar_colors)
-    right.bar_label(bars, fmt="%.1f %%", fontsize=9)
+    right.bar_label(bars, labels=[fr_percent(v, 1, scale=1) for v in values], fontsize=9)
     right.set(ylim=(0, 105), ylabel="exactitude (%)", title="Comparaison")
+    right.tick_params(axis="x", labelsize=8)
+    right.yaxis.set_major_formatter(FrenchFormatter(useOffset=False))
     fig.suptitle(title)
     return fig
 
 
 def plot_parameter_counts(models=("gpt2-small", "gpt2-medium"), num_classes: int = 2, lora=None) -> Figure:
-    """Stacked bars: embeddings, transformer blocks, head and LoRA, per model (counted on meta)."""
+    """Barres empilées par modèle : plongements, blocs, tête et LoRA, en millions de
+    paramètres (comptés sur le périphérique ``meta``, sans mémoire). Renvoie la figure."""
     from .config import LoRAConfig, gpt_config
     from .lora import add_lora
     from .model import build_model, replace_head
@@ -106,9 +130,11 @@ def plot_parameter_counts(models=("gpt2-small", "gpt2-medium"), num_classes: int
         bars = ax.bar(models, values, bottom=bottom, color=color, label=key)
         if key == "LoRA":
             total = bottom + values
-            ax.bar_label(bars, labels=[f"LoRA {v:.2f} M ({100 * v / t:.3f} %)" for v, t in zip(values, total)],
-                         padding=3)
+            ax.bar_label(bars, labels=[f"LoRA {fr_number(v, 2)} M ({fr_percent(v / t, 3)})"
+                                       for v, t in zip(values, total)], padding=3)
         bottom += values
     ax.set(ylabel="millions de paramètres", title=f"Composition des modèles (tête à {num_classes} classes, LoRA)")
-    ax.legend()
+    ax.yaxis.set_major_formatter(FrenchFormatter(useOffset=False))
+    ax.margins(y=0.1)  # room for the LoRA labels above the bars
+    ax.legend(loc="upper left")
     return fig

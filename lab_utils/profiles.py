@@ -53,7 +53,8 @@ PROFILES = {
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The named profile, or the one ``$TP3_PROFILE`` selects (default ``full``)."""
+    """Le profil nommé, ou celui que choisit la variable ``TP3_PROFILE`` (par défaut
+    ``full`` : GPT-2 small pré-entraîné ; ``ci`` : petit GPT-2 aléatoire, pour essayer)."""
     name = name or os.environ.get(ENV_PROFILE) or "full"
     try:
         return PROFILES[name]

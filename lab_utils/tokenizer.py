@@ -32,12 +32,12 @@ TIKTOKEN_FILES = (
 
 @lru_cache(maxsize=1)
 def get_tokenizer() -> tiktoken.Encoding:
-    """The ``gpt2`` encoding (50,257 tokens); downloads its two files on first use.
-
-    We fetch them ourselves (timeout, retries, resume, SHA-256, atomic write: see
-    download.py), since tiktoken's own download has no timeout; tiktoken then
-    finds them in its cache and checks their SHA-256 again.
+    """Le tokenizer BPE de GPT-2 (50 257 tokens) ; ``tokenizer.encode(texte)`` donne les
+    identifiants des tokens. Télécharge ses deux fichiers la première fois.
     """
+    # We fetch them ourselves (timeout, retries, resume, SHA-256, atomic write: see
+    # download.py), since tiktoken's own download has no timeout; tiktoken then
+    # finds them in its cache and checks their SHA-256 again.
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(tiktoken_dir()))
     folder = Path(os.environ["TIKTOKEN_CACHE_DIR"]).expanduser()
     try:

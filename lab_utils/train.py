@@ -19,14 +19,28 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .config import TrainConfig
+from .french import fr_number, fr_percent
 from .loaders import Batch
 from .memory import allocator_phase
 from .progress import progress_bar
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass
 class History:
-    """What one fine-tuning run recorded, batch by batch."""
+    """Ce qu'un entraînement a enregistré, lot par lot.
+
+    - ``batch_losses`` : la perte (entropie croisée) de chaque lot, dans l'ordre ;
+    - ``running_train_acc`` : l'exactitude courante après chaque lot (bonnes réponses
+      depuis le début de l'époque / messages vus), mesurée pendant l'apprentissage ;
+    - ``val_steps``, ``val_losses``, ``val_accs`` : les validations (après combien de lots,
+      perte, exactitude) ;
+    - ``num_batches`` : nombre de lots ; ``final_running_train_acc`` : exactitude courante
+      en fin d'entraînement ; ``seconds`` : durée ; ``config`` : les réglages.
+    """
 
     batch_losses: list[float] = field(default_factory=list)
     running_train_acc: list[float] = field(default_factory=list)  # after each batch
@@ -40,10 +54,12 @@ class History:
 
     @property
     def num_batches(self) -> int:
+        """Nombre de lots vus pendant l'entraînement."""
         return len(self.batch_losses)
 
     @property
     def final_running_train_acc(self) -> float:
+        """Exactitude courante à la fin de l'entraînement (entre 0 et 1)."""
         return self.running_train_acc[-1] if self.running_train_acc else float("nan")
 
     def to_dict(self) -> dict:
@@ -51,11 +67,27 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
+        """Checked: lists of numbers, numbers and a dict where expected (ValueError otherwise)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"attendu un objet JSON, obtenu {type(d).__name__}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for key, value in known.items():
+            if key == "config":
+                ok = isinstance(value, dict)
+            elif key in ("epochs", "seconds"):
+                ok = _is_number(value)
+            else:
+                ok = isinstance(value, list) and all(_is_number(v) for v in value)
+            if not ok:
+                raise ValueError(f"champ {key!r} mal formé")
         return cls(**known)
 
+    def to_json(self) -> bytes:
+        """The exact bytes of history.json (run folders bind their digest)."""
+        return json.dumps(self.to_dict(), indent=1).encode()
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        Path(path).write_bytes(self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "History":
@@ -82,18 +114,30 @@ def classification_logits(model, batch: Batch) -> torch.Tensor:
                  read_at=(batch.rows, batch.last)).float()
 
 
+def model_device(model) -> torch.device:
+    """Device of the model's first parameter (CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def train_classifier(
     model,
     train_loader: DataLoader,
     val_loader: DataLoader | None = None,
     cfg: TrainConfig | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool | None = None,
 ) -> History:
-    """Fine-tune the trainable parameters of ``model`` (LoRA + head) with AdamW."""
+    """Entraîne les paramètres entraînables de ``model`` (LoRA et tête) avec AdamW.
+
+    Une perte par lot et l'exactitude courante sont enregistrées dans l'historique
+    renvoyé (``History``) ; ``val_loader`` : validation en fin d'époque (ou tous les
+    ``cfg.eval_every`` lots). ``device`` : par défaut, celui du modèle. ``progress`` :
+    barre de progression (par défaut, sauf pendant la correction).
+    """
     cfg = cfg or TrainConfig()
+    device = torch.device(device) if device is not None else model_device(model)
     with allocator_phase("train"):
-        return _train(model, train_loader, val_loader, cfg, torch.device(device), progress)
+        return _train(model, train_loader, val_loader, cfg, device, progress)
 
 
 def _train(model, train_loader, val_loader, cfg: TrainConfig, device: torch.device, progress) -> History:
@@ -108,8 +152,11 @@ def _train(model, train_loader, val_loader, cfg: TrainConfig, device: torch.devi
     correct = seen = 0
     start = time.perf_counter()
     model.to(device)
+    order = getattr(train_loader, "batch_sampler", None)
     for epoch in range(cfg.num_epochs):
         model.train()
+        if hasattr(order, "set_epoch"):  # the order is drawn from the seed and the epoch alone
+            order.set_epoch(epoch)
         bar = progress_bar(train_loader, enable=progress, desc=f"Époque {epoch + 1}/{cfg.num_epochs}",
                            unit="lot")
         for batch in bar:
@@ -126,7 +173,8 @@ def _train(model, train_loader, val_loader, cfg: TrainConfig, device: torch.devi
             history.batch_losses.append(loss.item())
             history.running_train_acc.append(correct / seen)
             history.batch_tokens.append(batch.num_tokens)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.1%}", refresh=False)
+            bar.set_postfix_str(f"perte {fr_number(loss.item(), 3)}, exactitude courante "
+                                f"{fr_percent(correct / seen, 1)}", refresh=False)
             step = history.num_batches
             if val_loader is not None and cfg.eval_every and step % cfg.eval_every == 0:
                 _record_validation(history, model, val_loader, device, cfg, step)
@@ -147,9 +195,14 @@ def _record_validation(history: History, model, loader, device, cfg: TrainConfig
     model.train()
 
 
-def evaluate(model, loader: DataLoader, device: str | torch.device = "cpu",
+def evaluate(model, loader: DataLoader, device: str | torch.device | None = None,
              precision: str = "fp32", progress: bool | None = False) -> EvalResult:
-    """Mean loss and accuracy of ``model`` over every message of ``loader``."""
+    """Perte moyenne et exactitude de ``model`` sur tous les messages de ``loader``.
+
+    Renvoie un résultat avec ``.loss``, ``.accuracy`` (entre 0 et 1) et ``.n`` (nombre
+    de messages). ``device`` : par défaut, celui du modèle.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, 0
@@ -167,8 +220,13 @@ def evaluate(model, loader: DataLoader, device: str | torch.device = "cpu",
     return EvalResult(total_loss / n, correct / n, n)
 
 
-def evaluate_splits(model, loaders: dict[str, DataLoader], device="cpu", precision: str = "fp32",
-                    progress: bool | None = None) -> dict[str, EvalResult]:
-    """``evaluate`` on each named loader (e.g. train, val, test)."""
-    bar = progress_bar(loaders.items(), enable=progress, desc="Évaluation", unit="partie")
+def evaluate_splits(model, loaders: dict[str, DataLoader], device: str | torch.device | None = None,
+                    precision: str = "fp32", progress: bool | None = None) -> dict[str, EvalResult]:
+    """``evaluate`` sur chaque jeu nommé : ``{"train": ..., "val": ..., "test": ...}``.
+
+    ``loaders`` associe un nom à un DataLoader (``lab.eval_loader(datasets[nom])``) ;
+    le résultat associe le même nom à un résultat avec ``.accuracy`` et ``.loss``.
+    ``device`` : par défaut, celui du modèle.
+    """
+    bar = progress_bar(loaders.items(), enable=progress, desc="Évaluation", unit="jeu")
     return {name: evaluate(model, loader, device, precision) for name, loader in bar}

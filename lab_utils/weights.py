@@ -18,11 +18,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .config import GPTConfig, gpt_config
-from .download import RemoteFile, verify
+from .download import REDOWNLOAD, RemoteFile, verify
 from .errors import ChecksumError, DownloadError, WeightsError
 from .model import GPTModel, build_model
 from .paths import cache_dir, hf_hub_dir
-from .progress import progress_enabled
+from .french import fr_number
+from .progress import notice, progress_enabled
 
 ENV_WEIGHTS_FILE = "TP3_GPT2_WEIGHTS"  # path of a manually downloaded model.safetensors
 HUB = "https://huggingface.co"
@@ -73,14 +74,14 @@ def _checkpoint(model_name: str) -> HubCheckpoint:
 
 # ----------------------------------------------------------------------------- download
 
-def _verified(path: Path, ckpt: HubCheckpoint) -> Path:
+def _verified(path: Path, ckpt: HubCheckpoint, advice: str = REDOWNLOAD) -> Path:
     """Check size and SHA-256 once per file version; a stamp remembers success."""
     stat = path.stat()
     stamp = cache_dir() / "verified" / f"{ckpt.sha256}.ok"
     token = f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
     if stamp.exists() and stamp.read_text() == token:
         return path
-    verify(path, RemoteFile(ckpt.url, ckpt.filename, ckpt.sha256, ckpt.size))
+    verify(path, RemoteFile(ckpt.url, ckpt.filename, ckpt.sha256, ckpt.size), advice)
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(token)
@@ -108,9 +109,14 @@ def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None =
             what = "c'est un dossier" if path.is_dir() else "fichier introuvable"
             raise DownloadError(
                 f"{ENV_WEIGHTS_FILE}={manual} : {what}. Attendu le chemin du fichier "
-                f"{ckpt.filename} ({ckpt.size} octets) téléchargé depuis {ckpt.url}."
+                f"{ckpt.filename} ({fr_number(ckpt.size)} octets) téléchargé depuis {ckpt.url}."
             )
-        return _verified(path, ckpt)
+        # A file named by the variable is the user's: never downloaded, never replaced.
+        return _verified(path, ckpt, advice=(
+            f"un fichier désigné par {ENV_WEIGHTS_FILE} n'est jamais téléchargé par le TP ; remplacez-le "
+            f"par {ckpt.filename} téléchargé depuis {ckpt.url} "
+            f"({fr_number(ckpt.size)} octets), ou supprimez la variable {ENV_WEIGHTS_FILE} pour que le TP "
+            "télécharge les poids dans son cache."))
 
     if offline is None:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
@@ -123,7 +129,7 @@ def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None =
             raise ChecksumError(
                 f"{err} Relancez avec internet pour le retélécharger, ou supprimez le cache {hf_hub_dir()}."
             ) from err
-        warnings.warn(f"Poids GPT-2 du cache corrompus ({path}) : nouveau téléchargement.", stacklevel=2)
+        notice(f"Poids GPT-2 du cache corrompus ({path}) : nouveau téléchargement.")
     path = _hub_download(ckpt, offline, endpoint, force=True)
     try:
         return _verified(path, ckpt)
@@ -136,7 +142,7 @@ def download_gpt2_weights(model_name: str = "gpt2-small", offline: bool | None =
 
 def _manual_steps(ckpt: HubCheckpoint, endpoint: str) -> str:
     return (
-        f"Étapes manuelles : téléchargez {ckpt.url_at(endpoint)} ({ckpt.size / 1e6:.0f} Mo) depuis une "
+        f"Étapes manuelles : téléchargez {ckpt.url_at(endpoint)} ({fr_number(ckpt.size / 1e6, 0)} Mo) depuis une "
         f"machine connectée, puis définissez {ENV_WEIGHTS_FILE}=/chemin/vers/{ckpt.filename}, "
         f"ou lancez « python -m lab_utils prefetch » avec internet."
     )
@@ -145,18 +151,26 @@ def _manual_steps(ckpt: HubCheckpoint, endpoint: str) -> str:
 def _hub_download(ckpt: HubCheckpoint, offline: bool, endpoint: str, force: bool = False) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import logging as hf_logging
 
     (disable_progress_bars if not progress_enabled() else enable_progress_bars)()
+    hub_logger = hf_logging.get_logger()  # its retries log English lines ("Retrying in 1s...")
+    level = hub_logger.level
+    hub_logger.setLevel(hf_logging.ERROR)
     try:
-        return Path(hf_hub_download(
-            ckpt.repo_id, ckpt.filename, revision=ckpt.revision, cache_dir=hf_hub_dir(),
-            local_files_only=offline, endpoint=endpoint, force_download=force,
-        ))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # English warnings; failures raise, and we explain them
+            return Path(hf_hub_download(
+                ckpt.repo_id, ckpt.filename, revision=ckpt.revision, cache_dir=hf_hub_dir(),
+                local_files_only=offline, endpoint=endpoint, force_download=force,
+            ))
     except Exception as err:  # network errors, offline cache miss, HTTP errors, read-only cache
         where = "dans le cache (mode hors ligne)" if offline else f"sur {endpoint}"
         raise DownloadError(
             f"Poids GPT-2 introuvables {where} ({_root_cause(err)}). {_manual_steps(ckpt, endpoint)}"
         ) from err
+    finally:
+        hub_logger.setLevel(level)
 
 
 def _root_cause(err: BaseException) -> str:

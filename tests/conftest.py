@@ -63,3 +63,13 @@ def datasets(splits, tokenizer):
     from lab_utils.loaders import make_datasets
 
     return make_datasets(splits, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def small_train(datasets):
+    """The first 40 training messages (5 batches of 8): quick trainings for behaviour tests."""
+    from lab_utils.loaders import SpamDataset
+
+    subset = SpamDataset.__new__(SpamDataset)
+    subset.encoded, subset.labels = datasets["train"].encoded[:40], datasets["train"].labels[:40]
+    return subset

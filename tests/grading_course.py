@@ -20,7 +20,7 @@ if str(GRADING) not in sys.path:
     sys.path.insert(0, str(GRADING))
 import course  # noqa: E402
 
-AUTO_POINTS = {"tp3_partie1": 10.0, "tp3_partie2": 8.0}
+AUTO_POINTS = {"tp3_partie1": 10.0, "tp3_partie2": 10.0}
 _BUILT: dict[str, Path] = {}
 
 

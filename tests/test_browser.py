@@ -10,8 +10,12 @@ and keyboard:
   says it passes all the tests;
 * the release notebook as handed out, run cell by cell, fails only where an answer is
   missing (NotImplementedError in the answer cells, then NameError/AssertionError in the
-  cells that use the answers), never with an import error or another crash; Validate
-  then lists the failing test cells.
+  cells that use the answers, and the submission cell asking for the student's id), never
+  with an import error or another crash; Validate then lists the failing test cells;
+* the last cell of part 2 makes the submission archive: it first asks (a French message,
+  without stack frames) to save the notebook, then shows a link whose download is exactly
+  the two notebooks and tp3_run/ as they are on disk;
+* opening a notebook and starting its kernel leaves nothing to save.
 
 What the page shows is read from the DOM and checked against the notebook that JupyterLab
 saved (an independent reading of the same outputs). Screenshots go to
@@ -46,6 +50,18 @@ VALIDATE_TIMEOUT_S = 420
 
 # Errors a release notebook may show: the stub, then what follows from the missing answers.
 EXPECTED_RELEASE_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
+STUDENT_ID = "etu-42"  # what the student writes in the submission cell of the completed notebooks
+# lab_utils' own errors show as their French message alone ("Erreur : ..."), without a traceback
+# header: the page cannot tell which one it is, the saved notebook can.
+from lab_utils.errors import LabError  # noqa: E402
+from lab_utils.submission import SUBMISSION_FILES  # noqa: E402
+
+
+def _lab_error_names(cls=LabError) -> set[str]:
+    return {cls.__name__}.union(*(_lab_error_names(sub) for sub in cls.__subclasses__()))
+
+
+LAB_ERRORS = _lab_error_names()
 VALIDATE_SUCCESS = "Success! Your notebook passes all the tests."
 
 
@@ -67,6 +83,15 @@ def is_test_cell(cell: dict) -> bool:
     return cell["cell_type"] == "code" and bool(_nbgrader(cell).get("grade"))
 
 
+def gid(cell: dict) -> str:
+    """The cell's nbgrader grade id, or its cell id (the submission cell has no grade id)."""
+    return _nbgrader(cell).get("grade_id") or cell.get("id", "?")
+
+
+def is_submission_cell(cell: dict) -> bool:
+    return cell["cell_type"] == "code" and "make_submission(" in _source(cell)
+
+
 def _source(cell: dict) -> str:
     src = cell["source"]
     return src if isinstance(src, str) else "".join(src)
@@ -77,12 +102,13 @@ def code_cells(nb: dict) -> list[dict]:
 
 
 def saved_errors(nb: dict) -> dict[int, str]:
-    """Index among code cells -> exception name, from the saved notebook's error outputs."""
+    """Index among code cells -> exception name, from the saved notebook's error outputs
+    (any error of lab_utils: "LabError", as the page shows them)."""
     errors = {}
     for i, cell in enumerate(code_cells(nb)):
         for out in cell.get("outputs", []):
             if out["output_type"] == "error":
-                errors[i] = out["ename"]
+                errors[i] = "LabError" if out["ename"] in LAB_ERRORS else out["ename"]
     return errors
 
 
@@ -99,7 +125,11 @@ def lab(shared, tmp_path_factory):
         (root / folder).mkdir(parents=True)
     for name in NOTEBOOKS:
         write_json(root / "release" / f"{name}.ipynb", json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text()))
-        write_json(root / "completed" / f"{name}.ipynb", course.completed_release(f"{name}.ipynb"))
+        completed = course.completed_release(f"{name}.ipynb")
+        for cell in completed["cells"]:  # the student writes their id, as the cell asks
+            if is_submission_cell(cell):
+                cell["source"] = _source(cell).replace('student_id=""', f'student_id="{STUDENT_ID}"')
+        write_json(root / "completed" / f"{name}.ipynb", completed)
 
     env = isolated_jupyter_env(tmp)
     env.pop("TP3_PROGRESS", None)  # progress bars on: they are widgets in the browser
@@ -128,7 +158,7 @@ def lab(shared, tmp_path_factory):
 
 @pytest.fixture
 def page(browser, lab, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     context.set_default_timeout(UI_TIMEOUT_MS)
     pg = context.new_page()
     page_errors: list[str] = []
@@ -171,6 +201,7 @@ _CELLS_STATE = """() => {
 _EXECUTED = re.compile(r"^\[(\d+)\]:$")
 _DRAWS = re.compile(r"^(\w+\s*=\s*)?lab\.plot_\w+\(", re.MULTILINE)  # a code line drawing a figure
 _TRACEBACK = re.compile(r"^(\w+)\s+Traceback \(most recent call last\)", re.MULTILINE)
+_LAB_ERROR = re.compile(r"^\s*Erreur : ")  # errors.LabError._render_traceback_
 
 
 def cells_state(page) -> dict:
@@ -188,9 +219,13 @@ def dom_errors(state: dict) -> dict[int, str]:
     errors = {}
     for i, cell in enumerate(state["cells"]):
         for out in cell["outputs"]:
-            m = _TRACEBACK.search(out["text"]) if out["mime"] == "application/vnd.jupyter.stderr" else None
+            if out["mime"] != "application/vnd.jupyter.stderr":
+                continue
+            m = _TRACEBACK.search(out["text"])
             if m:
                 errors[i] = m.group(1)
+            elif _LAB_ERROR.match(out["text"]):
+                errors[i] = "LabError"
     return errors
 
 
@@ -256,7 +291,7 @@ def run_all(page, n_code: int) -> dict:
           if (!s || s.status !== 'idle' || s.cells.length !== n) return false;
           if (s.cells.some(c => c.prompt.includes('*'))) return false;
           const done = s.cells.every(c => /^\\[\\d+\\]:$/.test(c.prompt));
-          const failed = s.cells.some(c => c.outputs.some(o => /Traceback \\(most recent call last\\)/.test(o.text)));
+          const failed = s.cells.some(c => c.outputs.some(o => /Traceback \\(most recent call last\\)|^\\s*Erreur : /.test(o.text)));
           return done || failed;
         }""",
         arg=[_CELLS_STATE, n_code], timeout=RUN_TIMEOUT_S * 1000, polling=500)
@@ -335,25 +370,73 @@ def click_validate(page) -> tuple[str, str]:
 # Tests
 
 
+def run_cell(page, index: int) -> dict:
+    """Click code cell ``index`` and run it (Ctrl+Enter), as a student does; wait until it ran."""
+    before = cells_state(page)["cells"][index]["prompt"]
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell.jp-CodeCell").nth(index) \
+        .locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Control+Enter")
+    wait_for(page,
+        """([getState, i, before]) => {
+          const s = (eval(getState))();
+          const p = s && s.cells[i].prompt;
+          return s && s.status === 'idle' && /^\\[\\d+\\]:$/.test(p) && p !== before;
+        }""",
+        arg=[_CELLS_STATE, index, before], timeout=RUN_TIMEOUT_S * 1000, polling=250)
+    return cells_state(page)
+
+
+def submit(page, lab: Lab, folder: str, index: int, tmp_path: Path) -> None:
+    """Run the submission cell (the notebook is saved), click the link it shows, and check the
+    download against the files on disk: exactly the five expected names, byte for byte."""
+    import zipfile
+
+    state = run_cell(page, index)
+    text = " ".join(o["text"] for o in state["cells"][index]["outputs"])
+    assert dom_errors(state).get(index) is None, text
+    link = page.locator(".jp-NotebookPanel a.tp3-submission")
+    link.wait_for(state="visible")
+    assert link.inner_text() == f"Télécharger {STUDENT_ID}.zip"
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == f"{STUDENT_ID}.zip"
+    path = tmp_path / download.suggested_filename
+    download.save_as(str(path))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == list(SUBMISSION_FILES)
+        for name in SUBMISSION_FILES:
+            assert archive.read(name) == (lab.root / folder / name).read_bytes(), name
+    assert path.read_bytes() == (lab.root / folder / f"{STUDENT_ID}.zip").read_bytes()
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_completed_notebook_runs_and_validates(page, lab, name):
+def test_completed_notebook_runs_and_validates(page, lab, name, tmp_path):
     path = f"completed/{name}.ipynb"
     expected = open_notebook(page, lab, path, f"completed-{name}")
+    cells = code_cells(expected)
     t0 = time.monotonic()
-    state = run_all(page, len(code_cells(expected)))
+    state = run_all(page, len(cells))
     run_s = time.monotonic() - t0
     screenshot(page, f"{name}-completed")
 
-    assert dom_errors(state) == {}, f"errors shown in the page: {dom_errors(state)}"
+    # Run All reaches the submission cell before the student saved: it asks to save first,
+    # in French and without a traceback. Everything else runs without error.
+    submission = [i for i, c in enumerate(cells) if is_submission_cell(c)]
+    assert len(submission) == (1 if name == "tp3_partie2" else 0)
+    assert dom_errors(state) == {i: "LabError" for i in submission}, f"errors shown in the page: {dom_errors(state)}"
+    for i in submission:
+        (out,) = [o for o in state["cells"][i]["outputs"] if o["mime"] == "application/vnd.jupyter.stderr"]
+        assert out["text"].strip().startswith("Erreur : ") and "enregistré depuis l'entraînement" in out["text"]
+        assert "Traceback" not in out["text"] and 'File "' not in out["text"] and len(out["text"].splitlines()) == 1
     counts = [_EXECUTED.match(c["prompt"]) for c in state["cells"]]
     assert all(counts), f"cells not run: {[i for i, m in enumerate(counts) if not m]}"
     numbers = [int(m.group(1)) for m in counts]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
-    assert len(state["cells"]) == len(code_cells(expected))
+    assert len(state["cells"]) == len(cells)
 
     # nbgrader gives zero to a test cell that writes to stderr: none may, in the browser either.
-    cells = code_cells(expected)
-    noisy = [cells[i]["metadata"]["nbgrader"]["grade_id"] for i, c in enumerate(state["cells"])
+    noisy = [gid(cells[i]) for i, c in enumerate(state["cells"])
              if is_test_cell(cells[i]) and any(o["mime"] == "application/vnd.jupyter.stderr" for o in c["outputs"])]
     assert noisy == [], f"test cells writing to stderr: {noisy}"
     # Every cell that draws (lab.plot_*) shows its figure as an image, not as the text
@@ -361,19 +444,23 @@ def test_completed_notebook_runs_and_validates(page, lab, name):
     plot_cells = [i for i, c in enumerate(cells) if _DRAWS.search(_source(c))]
     assert plot_cells
     figures_as_text = [
-        f"{cells[i]['metadata']['nbgrader']['grade_id']}: {' | '.join(o['text'].strip() for o in state['cells'][i]['outputs'])}"
+        f"{gid(cells[i])}: {' | '.join(o['text'].strip() for o in state['cells'][i]['outputs'])}"
         for i in plot_cells if not any(o["img"] for o in state["cells"][i]["outputs"])]
     if name == "tp3_partie2":
         # The training progress bar is a live ipywidget, not "Error displaying widget".
-        train = next(i for i, c in enumerate(cells) if c["metadata"]["nbgrader"]["grade_id"] == "train")
+        train = next(i for i, c in enumerate(cells) if gid(c) == "train")
         outputs = state["cells"][train]["outputs"]
         assert any(o["widget"] for o in outputs), f"no progress widget in the training cell: {outputs}"
         assert not any("Error displaying widget" in o["text"] for o in outputs)
 
-    # The saved notebook (what the student hands in) says the same as the page.
+    # The student saves, runs the submission cell again and downloads the archive.
     saved = save(page, lab, path)
-    assert saved_errors(saved) == {}
+    assert saved_errors(saved) == {i: "LabError" for i in submission}
     assert [c.get("execution_count") for c in code_cells(saved)] == numbers
+    for i in submission:
+        submit(page, lab, "completed", i, tmp_path)
+    saved = save(page, lab, path)  # what the student hands in says the same as the page
+    assert saved_errors(saved) == {}
     if name == "tp3_partie2":
         assert (lab.root / "completed" / "tp3_run" / "adapter.safetensors").is_file()
     print(f"{name}: Run All took {run_s:.1f} s in the browser")
@@ -405,12 +492,17 @@ def test_release_notebook_fails_only_where_answers_are_missing(page, lab, name):
     print(f"{name}: cell by cell took {run_s:.1f} s in the browser")
 
     errors = dom_errors(state)
-    shown = {cells[i]["metadata"]["nbgrader"]["grade_id"]: e for i, e in errors.items()}
+    shown = {gid(cells[i]): e for i, e in errors.items()}
     print(f"{name}: errors shown: {shown}")
     answers = {i for i, c in enumerate(cells) if is_answer_cell(c)}
     for i in answers:
-        assert errors.get(i) == "NotImplementedError", (cells[i]["metadata"]["nbgrader"]["grade_id"], errors.get(i))
-    unexpected = {k: e for k, e in shown.items() if e not in EXPECTED_RELEASE_ERRORS}
+        assert errors.get(i) == "NotImplementedError", (gid(cells[i]), errors.get(i))
+    submission = {i for i, c in enumerate(cells) if is_submission_cell(c)}
+    for i in submission:  # no identifier written yet: the cell asks for it, in French
+        assert errors.get(i) == "LabError", (gid(cells[i]), errors.get(i))
+        assert "Écrivez votre identifiant" in " ".join(o["text"] for o in state["cells"][i]["outputs"])
+    unexpected = {gid(cells[i]): e for i, e in errors.items()
+                  if e not in EXPECTED_RELEASE_ERRORS and i not in submission}
     assert unexpected == {}, f"unexpected errors in the release notebook: {unexpected}"
     first_answer = min(answers)
     assert all(i >= first_answer for i in errors), f"a cell before the first answer failed: {shown}"
@@ -426,3 +518,23 @@ def test_release_notebook_fails_only_where_answers_are_missing(page, lab, name):
     # It lists the failing test cells, which fail on the names the answers never defined.
     assert "The following cell failed" in text and "NameError" in text, text
     assert VALIDATE_SUCCESS not in text
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_opens_unmodified(page, lab, name):
+    """Opening a notebook and starting its kernel changes nothing but, at most, the Python
+    version JupyterLab writes in ``language_info`` (when the kernel's differs from the one
+    the notebook records); with the recorded Python, nothing at all."""
+    import platform
+
+    original = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+    _write_json(lab.root / "opened" / f"{name}.ipynb", original)
+    open_notebook(page, lab, f"opened/{name}.ipynb", f"opened-{name}")
+    page.wait_for_timeout(2000)  # metadata updates arrive just after the kernel is ready
+    dirty = page.evaluate("() => !!document.querySelector('.jp-NotebookPanel.jp-mod-dirty, .lm-TabBar-tab.jp-mod-dirty')")
+    recorded = original["metadata"]["language_info"]["version"]
+    assert dirty == (platform.python_version() != recorded), (dirty, platform.python_version(), recorded)
+    saved = save(page, lab, f"opened/{name}.ipynb")
+    saved["metadata"]["language_info"]["version"] = recorded
+    assert saved["metadata"] == original["metadata"]
+    assert [_source(c) for c in saved["cells"]] == [_source(c) for c in original["cells"]]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,16 +16,26 @@ def _run(*args, cwd=None, env=None):
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
 
 
-def test_info_prints_the_tp3_counts():
+def test_info_prints_the_tp3_counts_in_french():
     out = _run("info")
     assert out.returncode == 0, out.stderr
-    for number in ("164364288", "125768450", "358364162", "1327104", "3538944"):
-        assert number in out.stdout
+    for number in ("164 364 288", "125 768 450", "358 364 162", "1 327 104", "3 538 944", "0,807", "1,055",
+                   "0,988", "0,864"):
+        assert number.replace(" ", "\u202f") in out.stdout, number
+    for header in ("modèle", "tête", "entraînables", "part LoRA (%)"):
+        assert header in out.stdout
+    assert "164364288" not in out.stdout and "0.807" not in out.stdout
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_train_in_ci_profile_writes_a_run_folder(tmp_path):
-    out = _run("train", "--profile", "ci", "--run-dir", str(tmp_path / "run"))
+def test_train_in_ci_profile_writes_a_run_folder_and_the_thresholds(tmp_path):
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"full": {"thresholds": {"test_acc": 0.9}}}))  # another profile: kept
+    out = _run("train", "--profile", "ci", "--run-dir", str(tmp_path / "run"),
+               "--instructor-texts", str(REPO / "grading" / "instructor_texts.json"), "--thresholds-out", str(thresholds))
     assert out.returncode == 0, out.stderr
     assert f"Dossier de l'exécution : {tmp_path / 'run'}" in out.stdout
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
@@ -33,6 +44,26 @@ def test_train_in_ci_profile_writes_a_run_folder(tmp_path):
     assert info["profile"] == "ci" and set(info["metrics"]) == {"train", "val", "test"}
     assert info["metrics"]["val"]["accuracy"] > 0.7
     assert len(info["reference_predictions"]) == 3
+    assert "exactitude test" in out.stdout and "0." not in out.stdout.split("Entraînement :")[1]  # French numbers
+
+    from lab_utils.thresholds import DEFAULTS, derive
+
+    data = json.loads(thresholds.read_text())
+    assert data["full"] == {"thresholds": {"test_acc": 0.9}}
+    entry = data["ci"]
+    measured = {"test_acc": info["metrics"]["test"]["accuracy"],
+                "instructor_texts": info["instructor_texts"]["accuracy"]}
+    assert info["instructor_texts"]["n"] == 10
+    assert entry["measured"] == {k: round(v, 4) for k, v in measured.items()}
+    assert entry["thresholds"] == derive(measured)
+    # the reference run meets the thresholds it wrote, and the ci defaults
+    for name, value in measured.items():
+        assert value >= entry["thresholds"][name] and value >= DEFAULTS["ci"][name]
+
+
+def test_thresholds_need_the_instructor_texts(tmp_path):
+    out = _run("train", "--profile", "ci", "--thresholds-out", str(tmp_path / "t.json"))
+    assert out.returncode == 1 and "--instructor-texts" in out.stderr and not (tmp_path / "t.json").exists()
 
 
 def test_train_default_run_dir_is_under_runs(tmp_path):

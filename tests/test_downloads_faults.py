@@ -223,7 +223,7 @@ def test_truncated_file_is_rejected_and_discarded(server, tmp_path):
     with pytest.raises(ChecksumError) as err:
         _fetch(_remote(server), tmp_path, retries=1)
     message = str(err.value)
-    assert f"taille attendue {len(PAYLOAD)} octets, obtenu {len(PAYLOAD) - 1000}" in message
+    assert "taille attendue 262\u202f144 octets, obtenu 261\u202f144" in message  # 256 KiB, French digits
     assert "proxy" in message and "Étapes manuelles" in message
     assert server.count(PATH) == 2 and _visible(tmp_path) == []  # no final file, no .part
 
@@ -342,12 +342,14 @@ def _sms_env(monkeypatch, server, tmp_path, sms_zip, user_folder: bool):
     return folder
 
 
-def test_corrupt_file_in_our_cache_is_moved_aside_and_downloaded_again(server, tmp_path, monkeypatch, shared, sms_zip):
+def test_corrupt_file_in_our_cache_is_moved_aside_and_downloaded_again(server, tmp_path, monkeypatch, shared, sms_zip,
+                                                                        capsys):
     folder = _sms_env(monkeypatch, server, tmp_path, sms_zip, user_folder=False)
     corrupt = (shared / "data" / "SMSSpamCollection").read_bytes()[:-500]
     (folder / "SMSSpamCollection").write_bytes(corrupt)
-    with pytest.warns(UserWarning, match="corrompu.*déplacé vers"):
-        path = sms_spam_path(retries=0, progress=False)
+    path = sms_spam_path(retries=0, progress=False)
+    out, err = capsys.readouterr()  # a French notice on stdout, nothing on stderr (no English warning line)
+    assert "était corrompu (SHA-256 différent) : déplacé vers" in out and err == ""
     assert path == folder / "SMSSpamCollection" and sha256sum(path) == SMS_SPAM.sha256
     assert (folder / ".SMSSpamCollection.corrupt").read_bytes() == corrupt  # kept for diagnosis
     assert server.count("/sms.zip") == 1

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "grading"))
 import course  # noqa: E402
 
-AUTO_POINTS = {"tp3_partie1": 10.0, "tp3_partie2": 8.0}
+AUTO_POINTS = {"tp3_partie1": 10.0, "tp3_partie2": 10.0}
 
 
 def _course_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -54,6 +54,9 @@ def _replace(path: Path, grade_id: str, old: str, new: str) -> None:
 
 
 # Each flaw: how to make it from the complete submission, and the cells it must cost.
+# Without a usable run (missing, or history.json not the adapter's): every test that reads it.
+_RUN_POINTS = {"q4_curve": 2, "q5_values": 1, "q5_train": 1, "q5_val": 1, "q5_test": 2, "texts_real": 1,
+               "texts_instructor": 1}
 def _wrong_numbers(folder):
     _replace(folder / "tp3_partie1.ipynb", "q2_answer",
              "total_params = sum(p.numel() for p in model.parameters())",
@@ -74,6 +77,15 @@ def _missing_run(folder):
     shutil.rmtree(folder / "tp3_run")
 
 
+def _foreign_history(folder):
+    # history.json of another run (the same run, one loss changed, written as lab_utils writes it):
+    # the adapter's digest no longer matches, so the whole run is refused
+    path = folder / "tp3_run" / "history.json"
+    history = json.loads(path.read_text())
+    history["batch_losses"][0] += 0.5
+    path.write_text(json.dumps(history, indent=1))
+
+
 def _edited_locked_test(folder):
     # a wrong answer, and the test that would catch it emptied: nbgrader restores the test
     _replace(folder / "tp3_partie1.ipynb", "q1_answer", "max_diff = (logits_after - logits_before).abs().max().item()",
@@ -85,7 +97,8 @@ FLAWS = {
     "wrong-numbers": (_wrong_numbers, {"q2_total": 1}),
     "fabricated-predictions": (_fabricated_predictions, {"texts_real": 1}),
     "raising-cell": (_raising_cell, {"q3b_counts": 2}),
-    "missing-run": (_missing_run, {"q4_curve": 2, "q5_values": 1, "q5_test": 2, "texts_real": 1, "texts_instructor": 1}),
+    "missing-run": (_missing_run, _RUN_POINTS),
+    "foreign-history": (_foreign_history, _RUN_POINTS),
     "edited-locked-test": (_edited_locked_test, {"q1_unchanged": 1}),
 }
 
@@ -159,11 +172,15 @@ def test_flawed_submission_loses_exactly_its_points(graded, flaw):
     assert lost == expected_loss
 
 
-def test_missing_run_is_explained_in_the_graded_notebook(graded):
-    nb = json.loads((graded / "autograded" / "missing-run" / "tp3" / "tp3_partie2.ipynb").read_text())
+@pytest.mark.parametrize("student, words", [("missing-run", "absent ou incomplet"),
+                                            ("foreign-history", "n'est pas l'historique enregistré avec")])
+def test_unusable_run_is_explained_in_the_graded_notebook(graded, student, words):
+    nb = json.loads((graded / "autograded" / student / "tp3" / "tp3_partie2.ipynb").read_text())
     (train,) = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "train"]
     errors = [o for o in train["outputs"] if o["output_type"] == "error"]
-    assert errors and "absent ou incomplet" in errors[0]["evalue"]
+    assert errors and words in errors[0]["evalue"]
+    # shown as the French message alone, without English stack frames
+    assert len(errors[0]["traceback"]) == 1 and "Traceback" not in errors[0]["traceback"][0]
 
 
 def test_locked_test_cell_was_restored(graded):

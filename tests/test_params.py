@@ -53,5 +53,5 @@ def test_per_block_13824_times_rank():
 
 def test_parameter_table_rows():
     table = parameter_table()
-    assert list(table.model) == ["gpt2-small", "gpt2-small", "gpt2-medium", "gpt2-medium"]
+    assert list(table["modèle"]) == ["gpt2-small", "gpt2-small", "gpt2-medium", "gpt2-medium"]
     assert table.total.tolist() == [164_364_288, 125_768_450, 409_825_280, 358_364_162]

@@ -351,7 +351,7 @@ def _attack_resources(folder: Path):
 ATTACKS = {  # student: (lost points, notebooks present)
     "attack-disk": ({"q2_total": 1, "q2_trainable": 1, "q2_share": 1, "q3a_total": 1, "q3a_drop": 1}, ("tp3_partie1",)),
     "attack-patch": ({"q1_n_wrapped": 1, "q1_frozen": 1, "q1_unchanged": 1, "q3b_counts": 2, "q5_test": 2,
-                      "texts_real": 1}, ("tp3_partie1", "tp3_partie2")),
+                      "q5_train": 1, "q5_val": 1, "texts_real": 1}, ("tp3_partie1", "tp3_partie2")),
     "attack-resources": ({"texts_format": 1, "texts_real": 1, "texts_instructor": 1}, ("tp3_partie2",)),
 }
 # attacks tried, for the report: disk 6 (read other students, read instructor source/gradebook,

@@ -119,10 +119,12 @@ def test_hub_unreachable_gives_manual_steps(tmp_path, monkeypatch, sleeps):
     assert not list((tmp_path / "hub").rglob("*.safetensors"))
 
 
-def test_persistent_server_error_is_retried_with_backoff_then_reported(hub, tmp_path, sleeps):
+def test_persistent_server_error_is_retried_with_backoff_then_reported(hub, tmp_path, sleeps, capfd):
     hub.routes[HUB_PATH] = _hub_route(head_failures=[503] * 50)
     with pytest.raises(DownloadError, match="Étapes manuelles"):
         download_gpt2_weights()
+    out, err = capfd.readouterr()  # the retries print nothing (huggingface_hub logs them in English)
+    assert "Retry" not in out + err and "thrown while requesting" not in out + err
     assert hub.count(HUB_PATH, "HEAD") >= 3 and hub.count(HUB_PATH) == 0
     assert len(sleeps) >= 2 and sleeps == sorted(sleeps) and sleeps[-1] > sleeps[0]
     assert not list((tmp_path / "hub").rglob("*.safetensors"))
@@ -153,16 +155,17 @@ def test_cut_connection_resumes_with_range(hub, sleeps, monkeypatch):
     assert 0 < offset <= 30_000  # only the rest was fetched again
 
 
-def test_wrong_bytes_are_downloaded_once_more_then_reported(hub, tmp_path):
+def test_wrong_bytes_are_downloaded_once_more_then_reported(hub, tmp_path, capsys):
     hub.routes[HUB_PATH] = _hub_route(_flip(BODY, 40_000))
-    with pytest.warns(UserWarning, match="corrompus"), pytest.raises(ChecksumError) as err:
+    with pytest.raises(ChecksumError) as err:
         download_gpt2_weights()
+    assert "Poids GPT-2 du cache corrompus" in capsys.readouterr().out
     message = str(err.value)
     assert "SHA-256 attendu" in message and "ne correspond toujours pas" in message
     assert "TP3_GPT2_WEIGHTS" in message and len(_gets(hub)) == 2
     hub.routes[HUB_PATH] = _hub_route()  # the mirror is fixed: no need to clear the cache by hand
-    with pytest.warns(UserWarning, match="corrompus"):
-        assert download_gpt2_weights().read_bytes() == BODY
+    assert download_gpt2_weights().read_bytes() == BODY
+    assert "corrompus" in capsys.readouterr().out
     assert len(_gets(hub)) == 3
 
 
@@ -172,11 +175,12 @@ def _corrupt_cached_copy(path):
     return blob
 
 
-def test_corrupt_cached_copy_is_downloaded_again(hub):
+def test_corrupt_cached_copy_is_downloaded_again(hub, capsys):
     path = download_gpt2_weights()
     _corrupt_cached_copy(path)
-    with pytest.warns(UserWarning, match="corrompus"):
-        again = download_gpt2_weights()
+    again = download_gpt2_weights()
+    out, err = capsys.readouterr()
+    assert "Poids GPT-2 du cache corrompus" in out and err == ""
     assert again.read_bytes() == BODY and len(_gets(hub)) == 2
 
 
@@ -230,9 +234,12 @@ def test_manual_file_is_verified_and_used_as_is(manual):
 def test_manual_file_with_wrong_bytes_is_reported_never_touched(manual):
     bad = _flip(BODY, 7)
     manual.write_bytes(bad)
-    with pytest.raises(ChecksumError, match="SHA-256 attendu"):
+    with pytest.raises(ChecksumError, match="SHA-256 attendu") as err:
         download_gpt2_weights()
     assert manual.read_bytes() == bad
+    # Such a file is never downloaded: the message must not promise it will be.
+    assert "retéléchargé" not in str(err.value)
+    assert "jamais" in str(err.value) and "remplacez-le" in str(err.value)
 
 
 def test_manual_file_changed_after_verification_is_caught(manual):
@@ -251,4 +258,4 @@ def test_manual_path_that_is_not_a_file(manual, kind):
     with pytest.raises(DownloadError) as err:
         download_gpt2_weights()
     expected = "c'est un dossier" if kind == "folder" else "fichier introuvable"
-    assert expected in str(err.value) and f"{len(BODY)} octets" in str(err.value)
+    assert expected in str(err.value) and f"{len(BODY):,} octets".replace(",", "\u202f") in str(err.value)
