@@ -296,16 +296,24 @@ def _config_memory(root: Path) -> int:
         return 8192
 
 
-def grading_env() -> dict:
-    """Variables the kernels and the replay get: the thresholds of the profile in use."""
-    env = {}
-    thresholds = HERE / "thresholds.json"
-    if thresholds.is_file():
-        table = json.loads(thresholds.read_text())
-        profile = os.environ.get("TP3_PROFILE", "full")
-        if profile in table:
-            env["TP3_THRESHOLDS"] = json.dumps(table[profile])
-    return env
+THRESHOLDS = HERE / "thresholds.json"  # written by the instructor's reference run (lab_utils/thresholds.py)
+
+
+def grading_env(profile: str | None = None) -> dict:
+    """Variables the kernels and the replay get: ``TP3_THRESHOLDS``, the hidden tests'
+    minimums for the profile in use, from the instructor's reference run. Without an entry
+    for the profile, the hidden tests use lab_utils' defaults (said on the terminal)."""
+    profile = profile or os.environ.get("TP3_PROFILE", "full")
+    table = json.loads(THRESHOLDS.read_text()) if THRESHOLDS.is_file() else {}
+    entry = table.get(profile)
+    if not isinstance(entry, dict) or not isinstance(entry.get("thresholds"), dict):
+        print(f"WARNING: no reference run of profile {profile!r} in {THRESHOLDS}: the hidden tests use "
+              "lab_utils' default minimums (see lab_utils/thresholds.py; run the reference run to set them).",
+              flush=True)
+        return {}
+    print(f"hidden tests' minimums ({profile}, from the reference run of {entry.get('created', '?')}): "
+          f"{entry['thresholds']}", flush=True)
+    return {"TP3_THRESHOLDS": json.dumps(entry["thresholds"])}
 
 
 def cmd_feedback(args) -> None:
