@@ -123,3 +123,23 @@ def test_the_notebook_budget_holds_across_cells():
                 kept += 300 << 10
     assert kept <= 3 << 20 and budget.notebook_full
     assert any("tronquée" in o["text"] for o in outs)  # the last cell says it was cut
+
+
+# ----------------------------------------------------------------------------- deferred oracles
+
+def test_oracles_are_deferred_in_the_kernel_only(monkeypatch):
+    """In a kernel whose tests the replay re-runs, recomputations from the adapter are left
+    to the replay: the kernel's checks pass provisionally; the replay never defers."""
+    from lab_utils import grading
+    from lab_utils.classify import Prediction
+
+    monkeypatch.setenv("TP3_ORACLES", "replay")
+    expected = grading.Deferred()
+    grading.check_number("test_acc", 0.42, expected, abs_tol=1e-9)
+    grading.check(expected >= 0.9, "minimum")
+    want = Prediction(grading.DeferredLabel(""), grading.Deferred())
+    grading.check_prediction("p", ("spam", 0.8), want)
+    assert sum(want.label == e for e in ("spam", "ham")) == 2
+    spec = {"cells": [{"grade_id": "t", "kind": "test", "names": [], "answers": None,
+                       "source": "import lab_utils.grading as g\nassert not g.deferred()"}]}
+    assert replay.replay(spec)["t"] == {"ok": True}  # the variable was set in this process too

@@ -80,11 +80,19 @@ def workspace_settings(opts: Options, ws: Workspace, group, slot: int) -> str:
     return "\n".join(lines)
 
 
-def kernel_env(opts: Options) -> dict:
+def replay_env(opts: Options) -> dict:
+    """What the replay gets: the course's variables (thresholds) and the thread count."""
     env = dict(opts.env)
     if opts.threads:
         env.update(OMP_NUM_THREADS=str(opts.threads), MKL_NUM_THREADS=str(opts.threads))
     return env
+
+
+def kernel_env(opts: Options) -> dict:
+    """What the kernels get: the same and, when the replay will run, ``TP3_ORACLES=replay``:
+    the hidden tests' recomputations from the adapter are left to the replay (the kernel's
+    could not be trusted anyway), which spares the kernel the evaluations."""
+    return {**replay_env(opts), **({"TP3_ORACLES": "replay"} if opts.verify else {})}
 
 
 def run_nbgrader(ws: Workspace, opts: Options, env: dict, log: Path) -> tuple[int | None, str | None]:
@@ -174,7 +182,7 @@ def grade_submission(course: Path, student: str, opts: Options, template_db: Pat
         if opts.verify:
             iso = verify.Isolation(memory_mb=opts.memory_mb, timeout=opts.wall, sandbox=opts.sandbox,
                                    uid=SANDBOX_UID + slot, procs_files=group.procs_files if group else [],
-                                   env=kernel_env(opts))
+                                   env=replay_env(opts))
             try:
                 report = verify.verify_submission(ws.folder, student, iso)
             except Exception as err:  # noqa: BLE001 (fail closed: nothing unconfirmed keeps its points)

@@ -101,6 +101,10 @@ def _nbgrader_meta(value) -> NotebookNode | None:
     return kept
 
 
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?")
+_TIMING_KEY = re.compile(r"^(iopub|shell)\.[a-z_]{1,32}$")
+
+
 def _cell_metadata(cell: NotebookNode, where: str, dropped: Counter, said: list[str]) -> None:
     meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
     kept = NotebookNode()
@@ -115,6 +119,12 @@ def _cell_metadata(cell: NotebookNode, where: str, dropped: Counter, said: list[
             kept[key] = meta[key]
     if isinstance(meta.get("tags"), list):
         kept.tags = [t for t in meta["tags"] if isinstance(t, str) and _TAG.match(t)]
+    timing = meta.get("execution")
+    if isinstance(timing, dict):  # nbclient's timestamps of the grading run (benchmarks read them)
+        stamps = {k: v for k, v in timing.items() if isinstance(k, str) and _TIMING_KEY.match(k) and isinstance(v, str)
+                  and _STAMP.fullmatch(v)}
+        if stamps:
+            kept.execution = NotebookNode(stamps)
     dropped.update(k for k in meta if k not in kept)
     cell.metadata = kept
 

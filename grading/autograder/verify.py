@@ -197,8 +197,8 @@ def verify_notebook(gb, source_root: Path, submission: Path, sub_nb, nb, iso: Is
                       "enseignant est prévenu)")
         if reason is None:
             continue
-        message = (f"Points retirés : ce test passait dans votre noyau, mais la vérification indépendante "
-                   f"(hors de votre noyau, sur vos réponses) échoue : {reason.rstrip('. ')}.")
+        message = (f"Points retirés par la vérification indépendante (faite hors de votre noyau, à partir de vos "
+                   f"réponses et de votre dossier tp3_run/) : {reason.rstrip('. ')}.")
         grade.auto_score, grade.needs_manual_grade = 0.0, False
         outcome.withdrawn[gid] = reason
         for cell in nb.cells:
