@@ -161,6 +161,30 @@ def expected(root: Path, lost: dict[str, float], present: tuple[str, ...] = ("tp
     return out
 
 
+def digest(folder: Path) -> str:
+    """One hash of every file's path and bytes under ``folder``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def grade_beside_honest(root: Path, flags: tuple[str, ...], attackers: tuple[str, ...]) -> dict:
+    """Grade ``complete`` first, record its scores and files, then grade ``attackers``:
+    {"first", "before", "out", "seconds"} for the tests to compare."""
+    import time
+
+    first = course_cli(root, "autograde", *flags, "complete")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    before = {"scores": scores(root, "complete"), "submitted": digest(root / "submitted" / "complete"),
+              "autograded": digest(root / "autograded" / "complete")}
+    start = time.perf_counter()
+    out = course_cli(root, "autograde", *flags, *attackers)
+    return {"first": first, "before": before, "out": out, "seconds": time.perf_counter() - start}
+
+
 def graded_nb(root: Path, student: str, notebook: str) -> dict:
     return load(root / "autograded" / student / "tp3" / f"{notebook}.ipynb")
 

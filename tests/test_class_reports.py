@@ -96,9 +96,10 @@ def test_grades_csv_matches_nbgrader_and_the_gradebook(course):
         for column in ("assignment", "raw_score", "late_submission_penalty", "score", "max_score", "email"):
             assert row[column] == theirs[student][column], (student, column)
     book = _gradebook(course)
-    assert float(mine["alice"]["score"]) == book["alice"][0] == 18.0  # every automatic point
-    assert float(mine["bob"]["score"]) == book["bob"][0] < 18.0
-    assert float(mine["alice"]["max_score"]) == 29.0
+    auto = sum(grading_course.AUTO_POINTS.values())
+    assert float(mine["alice"]["score"]) == book["alice"][0] == auto  # every automatic point
+    assert float(mine["bob"]["score"]) == book["bob"][0] < auto
+    assert float(mine["alice"]["max_score"]) == auto + 11  # 11 points graded by hand
 
 
 def test_grades_csv_timestamps(course):
@@ -131,7 +132,8 @@ def test_moodle_file(course):
         score, maximum = book[student][:2]
         assert float(grades[student]) == pytest.approx(round(score * 20 / maximum, 2), abs=1e-9)
         assert "," not in grades[student]  # dot decimals, read by Moodle in every language
-    assert grades["alice"] == "12.41"  # 18 / 29 * 20
+    auto = sum(grading_course.AUTO_POINTS.values())
+    assert grades["alice"] == f"{round(auto / (auto + 11) * 20, 2):g}"  # 20 / 31 * 20 = 12.9
     assert grades["zoe"] == ""  # no submission: Moodle keeps the grade as it is
     assert "no submission for zoe" in OUTPUT["export"]
 
@@ -140,7 +142,7 @@ def test_moodle_raw_grade_and_bad_scale(course, tmp_path):
     out = _cli(course, "export", "--moodle", str(tmp_path / "raw.csv"))
     assert out.returncode == 0, out.stderr
     grades = dict(list(csv.reader((tmp_path / "raw.csv").open()))[1:])
-    assert grades["alice"] == "18" and grades["bob"] == f"{_gradebook(course)['bob'][0]:g}"
+    assert grades["alice"] == f"{sum(grading_course.AUTO_POINTS.values()):g}" and grades["bob"] == f"{_gradebook(course)['bob'][0]:g}"
     assert "assignment,duedate" not in out.stdout  # --moodle alone writes no grades.csv
     bad = _cli(course, "export", "--moodle", str(tmp_path / "x.csv"), "--out-of", "0")
     assert bad.returncode == 2 and "--out-of: must be a number > 0, got '0'" in bad.stderr

@@ -21,12 +21,10 @@ files the payloads would have written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -39,13 +37,6 @@ TOKEN = f"TP3TRUST{uuid.uuid4().hex[:10]}"
 MARKERS = Path("/tmp") / f"{TOKEN}-imported"
 MEMORY_MB = 4096
 COMMON = ("--jobs", "2", "--cell-timeout", "60", "--memory-mb", str(MEMORY_MB))
-
-
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
 
 
 def _ordinary(source: str) -> dict:
@@ -248,16 +239,10 @@ def _build(tmp_path_factory, name: str, flags: tuple[str, ...], sandboxed: bool)
     _attack_namespace(gc.submit(root, "attack-namespace"))
     _attack_limits(gc.submit(root, "attack-limits"), sandboxed)
     _bad_honest(gc.submit(root, "bad-honest"))
-    first = gc.course_cli(root, "autograde", *flags, "complete")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    before = {"scores": gc.scores(root, "complete"), "submitted": _digest(root / "submitted" / "complete"),
-              "autograded": _digest(root / "autograded" / "complete")}
-    start = time.perf_counter()
-    out = gc.course_cli(root, "autograde", *flags, *ATTACKS)
-    print(f"\n{name}: {len(ATTACKS)} submissions autograded in {time.perf_counter() - start:.0f} s")
-    processes = [p for p in gc.processes_with(TOKEN)]
+    graded = gc.grade_beside_honest(root, flags, ATTACKS)
+    print(f"\n{name}: {len(ATTACKS)} submissions autograded in {graded['seconds']:.0f} s")
     report = json.loads((root / "reports" / "autograde.json").read_text())
-    return {"root": root, "out": out, "before": before, "processes": processes,
+    return {**graded, "root": root, "processes": gc.processes_with(TOKEN),
             "report": {r["student"]: r for r in report["students"]}}
 
 
@@ -292,8 +277,8 @@ def test_honest_submission_keeps_every_point_and_every_file(graded):
     root = graded["root"]
     assert graded["before"]["scores"] == gc.expected(root, {})
     assert gc.scores(root, "complete") == graded["before"]["scores"]
-    assert _digest(root / "submitted" / "complete") == graded["before"]["submitted"]
-    assert _digest(root / "autograded" / "complete") == graded["before"]["autograded"]
+    assert gc.digest(root / "submitted" / "complete") == graded["before"]["submitted"]
+    assert gc.digest(root / "autograded" / "complete") == graded["before"]["autograded"]
 
 
 def test_no_module_of_a_submission_was_imported(graded):

@@ -85,7 +85,7 @@ def test_corrupt_user_file_is_reported_not_replaced(lab_env, no_network):
     path = lab_env / "data" / "SMSSpamCollection"
     path.write_bytes(path.read_bytes()[:-10])
     data = check("ci")[0]
-    assert not data.ok and "taille attendue 477907 octets, obtenu 477897" in data.problem
+    assert not data.ok and "taille attendue 477\u202f907 octets, obtenu 477\u202f897" in data.problem
     assert data.fixes == (f"remplacez {path} par le fichier publié, ou retirez TP3_DATA_DIR puis "
                           "« python -m lab_utils prefetch »",)
     assert path.stat().st_size == 477_897  # left as it was
@@ -102,7 +102,7 @@ def test_weights_found_in_the_hub_cache_are_verified(lab_env, no_network):
     (snapshot / "model.safetensors").write_bytes(b"not the weights")
     weights = check("full")[-1]
     assert weights.kind == "weights" and weights.path == snapshot / "model.safetensors"
-    assert f"taille attendue {ckpt.size} octets, obtenu 15" in weights.problem
+    assert "taille attendue " + f"{ckpt.size:,}".replace(",", "\u202f") + " octets, obtenu 15" in weights.problem
 
 
 def test_manual_weights_file_that_is_not_there(lab_env, monkeypatch, no_network):

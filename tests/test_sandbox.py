@@ -14,7 +14,6 @@ Skipped (with the reason) where bubblewrap is missing or namespaces are not perm
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -361,13 +360,6 @@ ATTACKS = {  # student: (lost points, notebooks present)
 # bomb, output flood, memory bomb, loop ignoring SIGINT).
 
 
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
     root = gc.new_course(tmp_path_factory, "sandboxed")
@@ -376,16 +368,11 @@ def attacked(tmp_path_factory):
     _attack_disk(gc.submit(root, "attack-disk"), root, listener.port)
     _attack_patch(gc.submit(root, "attack-patch"))
     _attack_resources(gc.submit(root, "attack-resources"))
-    first = gc.course_cli(root, "autograde", *FLAGS, "complete")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    before = {"scores": gc.scores(root, "complete"), "submitted": _digest(root / "submitted" / "complete"),
-              "autograded": _digest(root / "autograded" / "complete")}
-    start = time.perf_counter()
-    out = gc.course_cli(root, "autograde", *FLAGS, *ATTACKS)
-    print(f"\n{first.stdout.splitlines()[-1]}\nattack submissions autograded in the sandbox in "
-          f"{time.perf_counter() - start:.0f} s")
+    graded = gc.grade_beside_honest(root, FLAGS, tuple(ATTACKS))
+    print(f"\n{graded['first'].stdout.splitlines()[-1]}\nattack submissions autograded in the sandbox in "
+          f"{graded['seconds']:.0f} s")
     feedback = gc.course_cli(root, "feedback")
-    return {"root": root, "out": out, "before": before, "listener": listener, "feedback": feedback}
+    return {"root": root, "out": graded["out"], "before": graded["before"], "listener": listener, "feedback": feedback}
 
 
 @pytest.mark.nbgrader
@@ -408,8 +395,8 @@ def test_attack_does_not_raise_the_grade(attacked, student):
 def test_attacks_do_not_harm_the_others(attacked):
     root = attacked["root"]
     assert gc.scores(root, "complete") == attacked["before"]["scores"]
-    assert _digest(root / "submitted" / "complete") == attacked["before"]["submitted"]
-    assert _digest(root / "autograded" / "complete") == attacked["before"]["autograded"]
+    assert gc.digest(root / "submitted" / "complete") == attacked["before"]["submitted"]
+    assert gc.digest(root / "autograded" / "complete") == attacked["before"]["autograded"]
     assert not (root / "PWNED").exists() and not (gc.REPO / "PWNED").exists() and not Path("/tmp/tp3-PWNED").exists()
     assert attacked["listener"].connections == 0
     assert gc.processes_of_uid(sandbox.SANDBOX_UID) == []

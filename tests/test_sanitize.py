@@ -219,4 +219,4 @@ def test_checksum_warnings_of_an_honest_submission_are_the_hidden_tests(tmp_path
         for path in sorted((root / "source" / "tp3").glob("*.ipynb")):
             hidden |= {c.metadata.nbgrader.grade_id for c in nbformat.read(str(path), as_version=4).cells
                        if "BEGIN HIDDEN TESTS" in c.source}
-    assert differing == hidden and len(hidden) == 14
+    assert differing == hidden and len(hidden) == 15

@@ -1,17 +1,20 @@
-"""Grading-side extensions of nbgrader for TP3 (instructor only: never published, never
-visible from a student's kernel).
+"""The grading pipeline of TP3 (instructor only: never published, never visible from a
+student's kernel), one module per step:
 
-- ``repair``: a sanitize step that normalises a submission before nbgrader grades it
-  (kernel, duplicated / deleted / retyped cells, tampered metadata);
-- ``execute``: nbgrader's Execute step, made to survive kernel crashes and unresponsive
-  kernels, with resource limits and the optional bubblewrap sandbox, and recording the
-  answers each test cell read;
-- ``launcher`` and ``sandbox``: how the student's kernel is started (limits, isolation);
-- ``answers``: which answers a test cell reads, and a value-only codec for them;
-- ``verify``: the trusted re-verification of every test cell that scored, outside the
-  student's kernel;
-- ``grade``: one submission graded end to end (what ``course.py autograde`` loops over);
-- ``notes``: the French explanations written into graded notebooks (shown by the feedback).
+- collect: ``ids`` (which names may be student ids), ``intake`` (the expected files only,
+  plain, within caps), ``collect`` (archives and the exchange into ``submitted/``),
+  ``exchange`` (nbgrader's exchange collect that refuses impersonation);
+- grade one submission (``grade``): ``workspace`` (a private course folder),
+  ``gradebook`` (private copies, the one transfer into the course), ``cgroup`` and
+  ``reaper`` (the submission's processes bounded and ended), ``unfinished`` (explained
+  zeros), ``verify`` and ``replay`` (the trusted re-verification), ``sanitize`` and
+  ``safe_markdown`` (inert HTML);
+- inside nbgrader: ``repair`` (sanitize step), ``execute`` with ``kernel``, ``launcher``,
+  ``sandbox``, ``recovery`` and ``outputs`` (the execute step), ``answers`` (the claims a
+  test reads), ``notes`` (French explanations);
+- a class: ``classroom`` (several at once, one writer, progress); after it ``feedback``,
+  ``overview``, ``same_loss``, ``scores``, ``export``; before it ``preflight``;
+  ``instructor_lab`` (formgrader's JupyterLab).
 """
 
 ASSIGNMENT = "tp3"  # the nbgrader assignment (grading/source/tp3)

@@ -212,7 +212,7 @@ def run_sandboxed(args, cmd: list[str]) -> int:
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     state["proc"] = proc
     os.close(write_info)
-    capped_copy(proc.stdout, os.path.join(os.path.dirname(args.private_dir), "kernel.log"))
+    copier = capped_copy(proc.stdout, os.path.join(os.path.dirname(args.private_dir), "kernel.log"))
     with os.fdopen(read_info) as info:  # bwrap writes {"child-pid": N} (several lines)
         text = ""
         for line in info:
@@ -222,7 +222,9 @@ def run_sandboxed(args, cmd: list[str]) -> int:
                 break
             except ValueError:
                 continue
-    return wait(proc)
+    code = wait(proc)
+    copier.join(timeout=5)  # the kernel's last words (a daemon thread would be cut at exit)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
