@@ -2,7 +2,9 @@
 """The lab's two set-up commands (Linux, macOS, Windows; Python >= 3.10):
 
     python3 dev.py lab     install the lab in .venv, check and fetch data + tokenizer (+ weights), start JupyterLab
-    python3 dev.py test    install the lab and its test tools in .venv, run the whole test suite
+    python3 dev.py test    install the lab and its test tools in .venv, run the quick profile of the
+                           test suite (what CI runs: every test but those marked ``full``, two at a time)
+    python3 dev.py test --full    the whole suite, one test at a time
 
 Both create ``.venv`` beside this file on first use and reinstall only when
 ``pyproject.toml`` changed. PyTorch comes from PyTorch's CPU-only index when it is
@@ -106,8 +108,18 @@ def serve(cmd: list[str], env: dict) -> int:
             signal.signal(sig, handler)
 
 
+QUICK_WORKERS = 2  # test modules run two at a time (pytest-xdist): most of a grading test waits on processes
+
+
 def test(args: list[str]) -> int:
     py = install("dev")
+    if "--full" in args:
+        args = [a for a in args if a != "--full"]
+    else:  # the quick profile; options given on the command line take precedence
+        if "-m" not in args:
+            args = ["-m", "not full", *args]
+        if "-n" not in args and not any(a.startswith("--numprocesses") for a in args):
+            args = ["-n", str(QUICK_WORKERS), "--dist", "loadfile", *args]
     return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT, env=venv_env())
 
 

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 import scratch
+from bench_training import matmul_peak
 
 MODES = {  # course.py autograde flags
     "nbgrader with the robust execution step": ["--no-sandbox", "--no-verify"],
@@ -51,6 +52,7 @@ def main() -> None:
     from autograder.sandbox import probe
 
     modes = dict(MODES) if probe()[0] else {k: v for k, v in MODES.items() if "--sandbox" not in v}
+    peak_before = matmul_peak("fp32")
     with tempfile.TemporaryDirectory() as tmp:
         root = scratch.scratch_course(Path(tmp))
         seconds = scratch.executed_solutions(root, root / "submitted" / "student" / "tp3", ("tp3_partie2",))
@@ -65,7 +67,8 @@ def main() -> None:
             verification[mode] = graded["metadata"]["tp3_grading"].get("verification", {}).get("seconds")
         timings = sorted(((cell_seconds(c) or 0.0, c["metadata"]["nbgrader"]["grade_id"]) for c in graded["cells"]
                           if c["cell_type"] == "code" and c["metadata"].get("nbgrader")), reverse=True)
-    print(f"autograde of one submission of tp3_partie2 (profile {args.profile}, {os.cpu_count()} CPU), full marks:")
+    print(f"autograde of one submission of tp3_partie2 (profile {args.profile}, {os.cpu_count()} CPU), full marks;"
+          f" fp32 matmul peak {peak_before:.0f} GFLOP/s before, {matmul_peak('fp32'):.0f} after:")
     for mode, total in totals.items():
         replay = f" (replay {verification[mode]:.1f} s)" if verification.get(mode) else ""
         print(f"  {mode:<42} {total:6.1f} s{replay}")

@@ -31,23 +31,37 @@ def course_cli(root: Path, *args: str, timeout: float | None = None) -> subproce
 
 def base(tmp_path_factory) -> Path:
     """``<base>/course`` (generated: release + gradebook) and ``<base>/complete`` (the solutions
-    executed as a student would, with their tp3_run/), built once per session."""
+    executed as a student would, with their tp3_run/), built once per session, and once for all
+    the workers of a parallel run (pytest-xdist: the first builds it, the others wait and reuse)."""
     if "base" not in _BUILT:
-        folder = tmp_path_factory.mktemp("grading-base")
-        root = folder / "course"
-        root.mkdir()
-        shutil.copy2(GRADING / "nbgrader_config.py", root)
-        shutil.copytree(GRADING / "source", root / "source")
-        out = course_cli(root, "generate", "--no-copy")
-        assert out.returncode == 0, out.stderr
-        complete = folder / "complete"
-        complete.mkdir()
-        for nb in course.source_notebooks(root):
-            shutil.copy2(nb, complete / nb.name)
-        course.execute_as_student(complete)
-        assert (complete / "tp3_run" / "adapter.safetensors").is_file()
+        from filelock import FileLock
+
+        top = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            top = top.parent  # the run's folder, above each worker's own
+        folder = top / "grading-base"
+        with FileLock(str(top / "grading-base.lock")):
+            if not (folder / "built").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                _build_base(folder)
+                (folder / "built").touch()
         _BUILT["base"] = folder
     return _BUILT["base"]
+
+
+def _build_base(folder: Path) -> None:
+    root = folder / "course"
+    root.mkdir(parents=True)
+    shutil.copy2(GRADING / "nbgrader_config.py", root)
+    shutil.copytree(GRADING / "source", root / "source")
+    out = course_cli(root, "generate", "--no-copy")
+    assert out.returncode == 0, out.stderr
+    complete = folder / "complete"
+    complete.mkdir()
+    for nb in course.source_notebooks(root):
+        shutil.copy2(nb, complete / nb.name)
+    course.execute_as_student(complete)
+    assert (complete / "tp3_run" / "adapter.safetensors").is_file()
 
 
 def new_course(tmp_path_factory, name: str, config: str = "") -> Path:

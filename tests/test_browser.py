@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import (UI_TIMEOUT_MS, browser, free_port, isolated_jupyter_env,  # noqa: F401 (fixture)
+from browser_support import (UI_TIMEOUT_MS, Lab, browser, free_port, isolated_jupyter_env,  # noqa: F401 (fixture)
                              new_token, server_args, start_lab, stop, write_json)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -480,6 +480,7 @@ def test_completed_notebook_runs_and_validates(page, lab, name, tmp_path):
     assert figures_as_text == [], f"figures not shown as images: {figures_as_text}"
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_release_notebook_fails_only_where_answers_are_missing(page, lab, name):
     path = f"release/{name}.ipynb"
@@ -528,7 +529,7 @@ def test_notebook_opens_unmodified(page, lab, name):
     import platform
 
     original = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
-    _write_json(lab.root / "opened" / f"{name}.ipynb", original)
+    write_json(lab.root / "opened" / f"{name}.ipynb", original)
     open_notebook(page, lab, f"opened/{name}.ipynb", f"opened-{name}")
     page.wait_for_timeout(2000)  # metadata updates arrive just after the kernel is ready
     dirty = page.evaluate("() => !!document.querySelector('.jp-NotebookPanel.jp-mod-dirty, .lm-TabBar-tab.jp-mod-dirty')")

@@ -201,7 +201,7 @@ def test_overview_scores_match_the_gradebook(course, page):
     rows = {r[0]: r for r in page.tables["submissions"][1:]}
     assert sorted(rows) == ["alice", "bob", "mallory"]
     for student, row in rows.items():
-        assert row[1] == f"{book[student][2]:g} / 18", (student, row)
+        assert row[1] == f"{book[student][2]:g} / {sum(grading_course.AUTO_POINTS.values()):g}", (student, row)
         assert row[2].startswith(f"{book[student][0]:g} / 29")
     report = json.loads((course / "reports" / "autograde.json").read_text())
     for entry in report["students"]:

@@ -255,6 +255,7 @@ def faults(tmp_path_factory):
     return {"root": root, "main": main, "cut": cut, "feedback": feedback}
 
 
+@pytest.mark.full
 @pytest.mark.nbgrader
 @pytest.mark.slow
 def test_the_loop_goes_on_and_summarises(faults):
@@ -267,6 +268,7 @@ def test_the_loop_goes_on_and_summarises(faults):
     assert "cut at 40 s" in faults["cut"].stdout and "unreadable: tp3_partie1" in faults["cut"].stdout
 
 
+@pytest.mark.full
 @pytest.mark.nbgrader
 @pytest.mark.slow
 @pytest.mark.parametrize("student", FAULTS)
@@ -275,6 +277,7 @@ def test_each_fault_costs_exactly_its_points(faults, student):
     assert gc.scores(faults["root"], student) == gc.expected(faults["root"], lost, present)
 
 
+@pytest.mark.full
 @pytest.mark.nbgrader
 @pytest.mark.slow
 def test_cut_submission_scores_zero_with_an_explanation(faults):
@@ -288,6 +291,7 @@ def test_cut_submission_scores_zero_with_an_explanation(faults):
     assert (root / "submitted" / "cut" / "tp3" / "tp3_partie1.ipynb").read_text() == '{"cells": [ this is not json'
 
 
+@pytest.mark.full
 @pytest.mark.nbgrader
 @pytest.mark.slow
 def test_structure_is_restored_in_the_graded_notebook(faults):
@@ -312,6 +316,7 @@ def test_structure_is_restored_in_the_graded_notebook(faults):
     ("cut", "tp3_partie2", ["limite de temps de 40 s"]),
     ("cut", "tp3_partie1", ["illisible"]),
 ])
+@pytest.mark.full
 def test_explanations_reach_the_feedback_html(faults, student, notebook, words):
     assert faults["feedback"].returncode == 0, faults["feedback"].stderr[-3000:]
     import html
@@ -322,6 +327,7 @@ def test_explanations_reach_the_feedback_html(faults, student, notebook, words):
         assert word in page, word
 
 
+@pytest.mark.full
 @pytest.mark.nbgrader
 @pytest.mark.slow
 def test_no_kernel_is_left_behind(faults):

@@ -377,12 +377,14 @@ def attacked(tmp_path_factory):
 
 @pytest.mark.nbgrader
 @pytest.mark.slow
+@pytest.mark.full
 def test_complete_submission_keeps_every_point_in_the_sandbox(attacked):
     assert attacked["before"]["scores"] == gc.expected(attacked["root"], {})
 
 
 @pytest.mark.nbgrader
 @pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("student", ATTACKS)
 def test_attack_does_not_raise_the_grade(attacked, student):
     assert attacked["out"].returncode == 0, attacked["out"].stdout[-3000:] + attacked["out"].stderr[-3000:]
@@ -392,6 +394,7 @@ def test_attack_does_not_raise_the_grade(attacked, student):
 
 @pytest.mark.nbgrader
 @pytest.mark.slow
+@pytest.mark.full
 def test_attacks_do_not_harm_the_others(attacked):
     root = attacked["root"]
     assert gc.scores(root, "complete") == attacked["before"]["scores"]
@@ -404,6 +407,7 @@ def test_attacks_do_not_harm_the_others(attacked):
 
 @pytest.mark.nbgrader
 @pytest.mark.slow
+@pytest.mark.full
 def test_disk_attack_saw_nothing(attacked):
     text = gc.outputs_text(gc.graded_nb(attacked["root"], "attack-disk", "tp3_partie1"), "q1_answer")
     report = json.loads(text[text.index("ATTACK ") + 7:].splitlines()[0])
@@ -412,6 +416,7 @@ def test_disk_attack_saw_nothing(attacked):
 
 @pytest.mark.nbgrader
 @pytest.mark.slow
+@pytest.mark.full
 def test_patches_passed_in_the_kernel_and_were_withdrawn(attacked):
     """The monkeypatching did fool the kernel (so the checker was needed) and the points were
     withdrawn with a French explanation shown in the feedback."""
@@ -426,6 +431,7 @@ def test_patches_passed_in_the_kernel_and_were_withdrawn(attacked):
 
 @pytest.mark.nbgrader
 @pytest.mark.slow
+@pytest.mark.full
 def test_resource_attacks_were_bounded(attacked):
     nb = gc.graded_nb(attacked["root"], "attack-resources", "tp3_partie2")
     forks = int(gc.outputs_text(nb, "q4_answer").split("FORKS ")[1].split()[0])

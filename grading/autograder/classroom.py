@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import ASSIGNMENT, reaper
+from autograder import ASSIGNMENT, reaper, seats
 from autograder.grade import Options, Result, grade_submission
 from autograder.gradebook import make_template
 
@@ -75,7 +75,7 @@ def autograde_class(course: Path, students: list[str], opts: Options, plan: Plan
     opts.threads = opts.threads or (plan.threads if plan.jobs > 1 else None)
     lock = threading.Lock()
     slots: queue.Queue = queue.Queue()
-    for slot in range(plan.jobs):
+    for slot in seats.reserve(plan.jobs):  # distinct sandbox uids, also from other autograde runs
         slots.put(slot)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="tp3-autograde-") as tmp:
