@@ -220,3 +220,22 @@ def test_checksum_warnings_of_an_honest_submission_are_the_hidden_tests(tmp_path
             hidden |= {c.metadata.nbgrader.grade_id for c in nbformat.read(str(path), as_version=4).cells
                        if "BEGIN HIDDEN TESTS" in c.source}
     assert differing == hidden and len(hidden) == 15
+
+
+def test_an_honest_notebook_has_nothing_to_report():
+    """The grader's summary flags active or invalid content only: the course's own notebooks
+    (markdown with `<identifiant>` in code spans) and the French tables the lab shows (pandas
+    Styler: a style sheet, ids and classes) are cleaned without a log line; a handler is not."""
+    import pandas as pd
+
+    from lab_utils import fr_table
+
+    for path in sorted((REPO / "grading" / "source" / "tp3").glob("*.ipynb")):
+        assert sanitize_notebook(nbformat.read(str(path), as_version=4)) == [], path.name
+    table = fr_table(pd.DataFrame({"texte": ["a"], "confiance": [0.961]}), 3)._repr_html_()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("t", outputs=[nbformat.v4.new_output(
+        "execute_result", data={"text/html": table, "text/plain": "t"}, execution_count=1)])]
+    assert sanitize_notebook(copy.deepcopy(nb)) == []
+    nb.cells[0].outputs[0].data["text/html"] = table.replace("<td ", '<td onmouseover="alert(1)" ', 1)
+    assert any("text/html cleaned" in line for line in sanitize_notebook(nb))

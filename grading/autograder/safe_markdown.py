@@ -168,7 +168,7 @@ def render(source: str, attachments: dict | None = None) -> tuple[str, list[str]
         return source, []
     env = {"attachments": attachments or {}, "made_inert": []}
     tokens = _MD.parse(defang_tex(source), env)
-    if re.search(r"<[A-Za-z!/?]", source):
+    if _raw_html(tokens):
         env["made_inert"].append("raw HTML shown as text")
     body = _MD.renderer.render(tokens, _MD.options, env)
     stored = WRAP_OPEN + _one_line(clean(body)) + WRAP_CLOSE
@@ -176,6 +176,15 @@ def render(source: str, attachments: dict | None = None) -> tuple[str, list[str]
         env["made_inert"].append("whole cell shown as preformatted text")
         stored = as_text(source)
     return stored, sorted(set(env["made_inert"]))
+
+
+def _raw_html(tokens) -> bool:
+    """The source holds markup outside code spans and blocks (``html`` is off: it is text)."""
+    for token in tokens:
+        for part in token.children or [token]:
+            if part.type == "text" and re.search(r"<[A-Za-z!/?]", part.content):
+                return True
+    return False
 
 
 def math_spans(stored: str):

@@ -17,6 +17,7 @@ allowlisted HTML: :func:`sanitize_notebook` rewrites the notebook in place.
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from collections import Counter
@@ -226,10 +227,19 @@ def _output(out, where: str, said: list[str]) -> NotebookNode | None:
     return result
 
 
+_LOOKS = re.compile(r"""\s+(?:id|class|scope|style|border|colspan|rowspan|align|valign|width|height)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""",
+                    re.IGNORECASE)
+
+
 def _removed_markup(raw: str, cleaned: str) -> bool:
-    """More than pandas' own ``<style scoped>`` sheet was removed (what is worth a log line)."""
-    without_style = re.sub(r"<style[^>]*>.*?</style>", "", raw, flags=re.DOTALL | re.IGNORECASE)
-    return re.sub(r"\s+", "", without_style) != re.sub(r"\s+", "", cleaned)
+    """More was removed than the looks of a table (pandas' style sheet, ids, classes, inline
+    styles): what is worth a log line, such as a script, a handler or a link."""
+    def shape(text: str) -> str:
+        text = re.sub(r"<style[^>]*>.*?</style>", "", text, flags=re.DOTALL | re.IGNORECASE)
+        text = re.sub(r"\s+>", ">", _LOOKS.sub("", text))
+        return re.sub(r"\s+", "", html.unescape(text))
+
+    return shape(raw) != shape(cleaned)
 
 
 def sanitize_notebook(nb: NotebookNode) -> list[str]:
