@@ -75,7 +75,7 @@ def test_non_text_is_refused(model, tokenizer, value):
         classify_texts([value], model, tokenizer)
 
 
-@pytest.mark.parametrize("texts", [None, 42, b"two words", bytearray(b"ab"), "one string", object()], ids=repr)
+@pytest.mark.parametrize("texts", [None, 42, b"two words", bytearray(b"ab"), "one string", object()], ids=lambda v: type(v).__name__ if type(v) is object else repr(v))
 def test_classify_texts_wants_a_list_of_texts(model, tokenizer, texts):
     with pytest.raises(InputError, match="classify_texts attend une liste de textes|utilisez classify_text"):
         classify_texts(texts, model, tokenizer)
