@@ -119,7 +119,7 @@ def test(args: list[str]) -> int:
         if "-m" not in args:
             args = ["-m", "not full", *args]
         if "-n" not in args and not any(a.startswith("--numprocesses") for a in args):
-            args = ["-n", str(QUICK_WORKERS), "--dist", "loadfile", *args]
+            args = ["-n", str(QUICK_WORKERS), "--dist", "loadfile", "--no-loadscope-reorder", "--durations=25", *args]
     return subprocess.call([str(py), "-m", "pytest", *args], cwd=ROOT, env=venv_env())
 
 

@@ -23,6 +23,19 @@ os.environ["TP3_PROGRESS"] = "0"
 os.environ.pop("NBGRADER_EXECUTION", None)
 
 
+# The longest modules first (measured), so that the workers of the quick profile (pytest-xdist,
+# one module per worker at a time, in this order: dev.py passes --no-loadscope-reorder) end
+# together instead of one running the hub test alone at the end.
+LONGEST_FIRST = ["test_jupyterhub.py", "test_nbgrader_workflow.py", "test_instructor_browser.py",
+                 "test_class_reports.py", "test_grading_trust.py", "test_course_preflight.py", "test_browser.py",
+                 "test_dev_commands.py", "test_cli.py", "test_exchange.py", "test_rerun.py", "test_preflight.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module keeps its order
+
+
 def pytest_report_header(config):
     return f"shared folder: {SHARED} ({'found' if SHARED.is_dir() else 'MISSING'})"
 

@@ -81,7 +81,7 @@ def graded(shared, tmp_path_factory, listener):
     for student in STUDENTS:
         subprocess.run([sys.executable, "-m", "nbgrader", "db", "student", "add", student], cwd=root, check=True,
                        capture_output=True)
-    out = grading_course.course_cli(root, "autograde")
+    out = grading_course.course_cli(root, "autograde", "--jobs", "2")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     said = [line for line in out.stdout.splitlines() if line.startswith("autograded attaque ")]
     assert any("tp3_partie1: " in line and "made inert" in line for line in said), out.stdout[-3000:]  # the grader says so
@@ -268,6 +268,7 @@ def test_attacks_are_inert_for_the_instructor_and_the_student(page, instructor, 
     assert_nothing_fired(listener, graded, before, titles)
 
 
+@pytest.mark.full  # tests/test_sanitize.py proves the same in seconds without a server
 def test_the_same_attacks_fire_unsanitised(page, instructor, graded, listener, tmp_path):
     """The control: the attack notebook as the student's kernel leaves it, not sanitised."""
     import nbformat

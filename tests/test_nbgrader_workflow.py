@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -119,14 +118,11 @@ def graded(tmp_path_factory):
     for student in students:
         subprocess.run([sys.executable, "-m", "nbgrader", "db", "student", "add", student], cwd=root,
                        check=True, capture_output=True)
-    seconds = {}
-    for student in students:
-        start = time.perf_counter()
-        out = _course_cli(root, "autograde", student)
-        seconds[student] = time.perf_counter() - start
-        assert out.returncode == 0, out.stderr[-3000:]
-    print("\nautograde time per submission (ci profile): " +
-          ", ".join(f"{s} {t:.1f} s" for s, t in seconds.items()))
+    out = _course_cli(root, "autograde", "--jobs", "2")  # the whole class at once, as an instructor would
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((root / "reports" / "autograde.json").read_text())
+    print("\nautograde time per submission (ci profile, --jobs 2): " +
+          ", ".join(f"{r['student']} {r['seconds']:.1f} s" for r in report["students"]))
     for step in (["feedback"], ["export", "--to", str(root / "grades.csv")]):
         out = _course_cli(root, *step)
         assert out.returncode == 0, out.stderr[-3000:]
