@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -20,9 +21,17 @@ _HELD: list[int] = []  # descriptors of the seats this process holds (released a
 
 
 def folder() -> Path:
+    """This user's seat folder (only the sandbox, run as root, needs seats apart; a folder per
+    user keeps one user from holding or planting another's), checked to be ours."""
     base = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
-    path = base / "tp3-grading-seats"
-    path.mkdir(mode=0o755, exist_ok=True)
+    path = base / f"tp3-grading-seats-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{path} is not a folder of this user's: remove it, then grade again")
     return path
 
 
