@@ -31,7 +31,7 @@ FLAWS = {  # (notebook, cell, old, new): points lost
                  "total_params = 163_037_184"), {"q2_total": 1.0}),
     "fabricated": (("tp3_partie2", "my_texts",
                     "my_predictions = [lab.classify_text(text, model, tokenizer, device) for text, _ in my_texts]",
-                    'my_predictions = [("spam", 0.97), ("ham", 0.99), ("spam", 0.95), ("ham", 0.99)]'),
+                    'my_predictions = [("spam", 0.97) for _ in my_texts]'),  # well formed, retyped
                    {"texts_real": 1.0}),
 }
 
