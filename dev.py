@@ -52,6 +52,13 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+# jsonschema's optional IRI format checker (pulled in by jupyter-events through
+# jsonschema[format-nongpl]) builds a parser at import: 2 s in every process that imports
+# nbformat, so in every nbgrader, nbconvert and course.py run. Nothing here validates IRIs;
+# without it jsonschema simply does not check that one format.
+SLOW_IMPORTS = ("rfc3987-syntax",)
+
+
 def install(extra: str) -> Path:
     """Create .venv if needed and install the package with ``extra`` ("lab" or "dev")."""
     if sys.version_info < (3, 10):
@@ -61,13 +68,14 @@ def install(extra: str) -> Path:
         venv.create(VENV, with_pip=True)
     py = venv_python()
     stamp = VENV / f".tp3-installed-{extra}"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + f"{TORCH} {SLOW_IMPORTS}".encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return py
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     torch_index = ["--extra-index-url", TORCH_CPU_INDEX] if reachable(TORCH_CPU_INDEX + "/torch/") else []
     run(*pip, TORCH, *torch_index)  # first, so that the package's "torch>=" is already met
     run(*pip, "-e", f".[{extra}]", cwd=ROOT)
+    run(py, "-m", "pip", "uninstall", "--disable-pip-version-check", "-q", "-y", *SLOW_IMPORTS)
     stamp.write_text(digest)
     return py
 

@@ -6,7 +6,10 @@
 Builds a scratch copy of the course, runs the solution of tp3_partie2 as a student would
 (training once, saving tp3_run/), then times ``course.py autograde`` of that submission
 (nbgrader reloads the run; the trusted replay recomputes train, validation and test
-accuracy and the classifications from the adapter) in three modes, and prints the slowest
+accuracy and the classifications from the adapter) in four modes: without the
+re-verification, with it evaluating the saved run twice (the student's kernel, then the
+replay) or once (``--evaluate-once``: evaluated before the kernels, the results reused by
+both), and the default as root (sandbox, evaluated once). It prints the slowest
 cells, which is what the per-cell timeout in grading/nbgrader_config.py must cover. Stops
 without a time if the submission does not get full marks. ``random-small`` has the speed
 of the real model without its download; ``full`` needs the real weights.
@@ -27,7 +30,8 @@ from bench_training import matmul_peak
 
 MODES = {  # course.py autograde flags
     "nbgrader with the robust execution step": ["--no-sandbox", "--no-verify"],
-    "+ trusted re-verification": ["--no-sandbox"],
+    "+ re-verification, evaluating twice": ["--no-sandbox", "--evaluate-once", "off"],
+    "+ re-verification, evaluated once": ["--no-sandbox", "--evaluate-once", "on"],
     "+ sandbox (the default as root)": ["--sandbox"],
 }
 TARGET_S = 60  # grading one part-2 submission on 2 CPUs at GPT-2 small's size
@@ -57,7 +61,7 @@ def main() -> None:
         root = scratch.scratch_course(Path(tmp))
         seconds = scratch.executed_solutions(root, root / "submitted" / "student" / "tp3", ("tp3_partie2",))
         print(f"student run (profile {args.profile}, trains once): {seconds:.1f} s")
-        totals, verification = {}, {}
+        totals, verification, evaluated_once = {}, {}, {}
         for mode, flags in modes.items():
             totals[mode], out = scratch.autograde(root, *flags, "student")
             if out.returncode != 0:
@@ -65,13 +69,20 @@ def main() -> None:
             scratch.require_full_marks(root, "student", mode, ("tp3_partie2",))
             graded = json.loads((root / "autograded" / "student" / "tp3" / "tp3_partie2.ipynb").read_text())
             verification[mode] = graded["metadata"]["tp3_grading"].get("verification", {}).get("seconds")
+            once = scratch.report(root)["students"][0].get("evaluated_once_s")
+            if ("off" in flags or "--no-verify" in flags) != (once is None):
+                sys.exit(f"{mode}: the saved run was {'not ' if once is None else ''}evaluated once before the kernels")
+            evaluated_once[mode] = once
         timings = sorted(((cell_seconds(c) or 0.0, c["metadata"]["nbgrader"]["grade_id"]) for c in graded["cells"]
                           if c["cell_type"] == "code" and c["metadata"].get("nbgrader")), reverse=True)
     print(f"autograde of one submission of tp3_partie2 (profile {args.profile}, {os.cpu_count()} CPU), full marks;"
           f" fp32 matmul peak {peak_before:.0f} GFLOP/s before, {matmul_peak('fp32'):.0f} after:")
     for mode, total in totals.items():
         replay = f" (replay {verification[mode]:.1f} s)" if verification.get(mode) else ""
+        replay += f" (evaluated once before the kernels: {evaluated_once[mode]:.1f} s)" if evaluated_once.get(mode) else ""
         print(f"  {mode:<42} {total:6.1f} s{replay}")
+    twice, once = (totals[m] for m in list(MODES)[1:3])
+    print(f"  evaluated once / twice: {once / twice:.2f}")
     default = totals[list(modes)[-1]]
     print(f"  target {TARGET_S} s for the default mode: {'met' if default <= TARGET_S else 'NOT MET'}")
     print("slowest cells (last mode): " + ", ".join(f"{gid} {s:.1f} s" for s, gid in timings[:5]))

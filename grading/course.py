@@ -139,7 +139,7 @@ def execute_as_student(folder: Path, timeout: int = 1800) -> None:
 
 def cmd_samples(args) -> None:
     """Two submissions: ``sample-complete`` (the solutions) and ``sample-flawed``
-    (one wrong number, one retyped prediction)."""
+    (one wrong number, one retyped prediction; it reloads sample-complete's run)."""
     from autograder.preflight import require
     require(args.root, "samples")  # nothing missing (data, tokenizer, weights, course), or stop here
     root = args.root
@@ -150,6 +150,8 @@ def cmd_samples(args) -> None:
         for nb in source_notebooks(root):
             shutil.copy2(nb, folder / nb.name)
         if student == "sample-flawed":
+            # the same training (same seed, same data) as sample-complete's: reloaded, not redone
+            shutil.copytree(root / "submitted" / "sample-complete" / ASSIGNMENT / "tp3_run", folder / "tp3_run")
             flaw_notebook(folder / "tp3_partie1.ipynb", "q2_answer",
                           "trainable_share = 100 * trainable_params / total_params", "trainable_share = 0.807 * 100")
             flaw_notebook(folder / "tp3_partie2.ipynb", "my_texts",
@@ -232,7 +234,8 @@ def cmd_autograde(args) -> int:
     sandbox = _sandbox_mode(args)
     opts = Options(sandbox=sandbox, wall=args.wall, cell_timeout=args.cell_timeout,
                    memory_mb=_config_memory(root) if args.memory_mb is None else args.memory_mb,
-                   verify=not args.no_verify, cgroups=not args.no_cgroup, env=grading_env())
+                   verify=not args.no_verify, cgroups=not args.no_cgroup, env=grading_env(),
+                   memo={"auto": None, "on": True, "off": False}[args.evaluate_once])
     if sandbox:
         # matplotlib's font list, built here once and shown read-only in each sandbox (see sandbox.py)
         subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], capture_output=True)
@@ -472,6 +475,10 @@ def main(argv: list[str] | None = None) -> None:
                         "(MB, default: nbgrader_config.py; 0: none)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the trusted re-verification of the test cells that scored")
+    p.add_argument("--evaluate-once", choices=("auto", "on", "off"), default="auto",
+                   help="evaluate each saved run on the three splits once, before the kernels, and reuse "
+                        "the results in the student's kernel and the re-verification (auto: on unless "
+                        "TP3_PROFILE=ci, whose tiny model evaluates faster than the extra process starts)")
     p.set_defaults(func=cmd_autograde)
     sub.add_parser("feedback").set_defaults(func=cmd_feedback)
     p = sub.add_parser("lab", help="JupyterLab for the instructor: formgrader and the nbgrader panels on")

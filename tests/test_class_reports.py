@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.nbgrader]
 
 HOSTILE_ID = '<img src=x onerror=alert(1)>'  # a grade id a student can write into a cell
 HOSTILE_KERNEL = "<script>alert(2)</script>"  # a kernel name a student can write into a notebook
-STUDENTS = ("alice", "bob", "mallory")  # complete, one wrong number, hostile metadata
+STUDENTS = ("alice", "bob", "mallory")  # complete; part 1 only: one wrong number, hostile metadata
 OUTPUT: dict[str, str] = {}  # what course.py export printed
 
 
@@ -41,10 +41,10 @@ def course(tmp_path_factory):
     root = grading_course.new_course(tmp_path_factory, "reports")
     alice = grading_course.submit(root, "alice")
     (alice / "timestamp.txt").write_text("2026-01-15 10:30:00 UTC")  # read by nbgrader at autograde
-    bob = grading_course.submit(root, "bob")
+    bob = grading_course.submit(root, "bob", ("tp3_partie1",))  # part 2 is alice's: grading it again tells nothing
     grading_course.edit(bob / "tp3_partie1.ipynb", lambda nb: grading_course.replace(
         nb, "q2_answer", "trainable_share = 100 * trainable_params / total_params", "trainable_share = 0.807 * 100"))
-    mallory = grading_course.submit(root, "mallory")
+    mallory = grading_course.submit(root, "mallory", ("tp3_partie1",))
 
     def hostile(nb):
         nb["metadata"]["kernelspec"] = {"name": HOSTILE_KERNEL, "display_name": "x", "language": "python"}

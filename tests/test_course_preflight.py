@@ -65,6 +65,8 @@ def test_data_removed_after_samples_stops_autograde_within_seconds(tmp_path_fact
     out = _cli(root, "samples", TP3_DATA_DIR=str(data))
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in (root / "submitted").iterdir()) == ["sample-complete", "sample-flawed"]
+    runs = [root / "submitted" / s / "tp3" / "tp3_run" / "adapter.safetensors" for s in ("sample-complete", "sample-flawed")]
+    assert runs[0].read_bytes() == runs[1].read_bytes()  # trained once, reloaded by the flawed sample
 
     shutil.rmtree(data)
     start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)

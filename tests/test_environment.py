@@ -128,3 +128,14 @@ def test_readme_badge_is_the_published_repository():
 
     assert f"]({course.binder_url()})" in (REPO / "README.md").read_text()
     assert "{{BINDER_URL}}" in course.STUDENT_README.read_text()
+
+
+def test_nbformat_imports_without_the_iri_grammar():
+    """dev.py removes rfc3987-syntax (SLOW_IMPORTS): nbformat, hence nbgrader, must still
+    import and validate a notebook without it, and without building its grammar."""
+    import subprocess
+
+    code = ("import sys, nbformat; nb = nbformat.v4.new_notebook(); nbformat.validate(nb); "
+            "print('rfc3987_syntax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -36,7 +36,8 @@ pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
 TOKEN = f"TP3TRUST{uuid.uuid4().hex[:10]}"
 MARKERS = Path("/tmp") / f"{TOKEN}-imported"
 MEMORY_MB = 4096
-COMMON = ("--jobs", "2", "--cell-timeout", "60", "--memory-mb", str(MEMORY_MB))
+# --evaluate-once on: as a class is graded in the real profiles (the ci profile's default is off)
+COMMON = ("--jobs", "2", "--cell-timeout", "60", "--memory-mb", str(MEMORY_MB), "--evaluate-once", "on")
 
 
 def _ordinary(source: str) -> dict:
@@ -118,6 +119,16 @@ FAKE_TEST_SET = textwrap.dedent("""
     datasets = {**datasets, "test": _Fake(*_items, [len(ids) for ids, _ in _items])}
     test_acc = lab.evaluate(model, lab.eval_loader(datasets["test"])).accuracy
     """)
+POISON_MEMO = textwrap.dedent("""
+    import json as _json, os as _os
+    from lab_utils import eval_memo as _memo
+    _loaders = {_n: lab.eval_loader(datasets[_n]) for _n in ("train", "val", "test")}
+    _os.environ[_memo.MEMO_ENV] = _json.dumps({_memo.key(_memo.model_digest(model), _memo.batches_digest(list(_l)),
+                                                         "fp32", torch.device(device)): [0.0, 1.0, len(_l.dataset)]
+                                               for _l in _loaders.values()})
+    _results = lab.evaluate_splits(model, _loaders)
+    train_acc, val_acc, test_acc = (_results[_n].accuracy for _n in ("train", "val", "test"))
+    """)
 EXTRA_CLAIMS = textwrap.dedent("""
     _ip = get_ipython()
     def _more_names(*args):
@@ -135,7 +146,8 @@ EXTRA_CLAIMS = textwrap.dedent("""
 def _attack_namespace(folder: Path) -> None:
     """Part 2 with the bad model: the locked data cell moved below q5_test (its code run
     early by a cell of the student's), ``datasets['test']`` rebound to the messages the model
-    gets right, and every claim padded with instructor names."""
+    gets right, every claim padded with instructor names, and the kernel's evaluation memo
+    (``TP3_EVAL_MEMO``) rewritten to say 100 % on every split."""
     (folder / "tp3_partie1.ipynb").unlink()
     _flip_adapter(folder / "tp3_run")
 
@@ -143,7 +155,8 @@ def _attack_namespace(folder: Path) -> None:
         data = nb["cells"].pop(gc.index(nb, "data"))
         nb["cells"].insert(gc.index(nb, "q5_test") + 1, data)
         _insert_after(nb, "imports", "".join(data["source"]) + "\n" + EXTRA_CLAIMS)
-        gc.cell(nb, "q5_answer")["source"] = "".join(gc.cell(nb, "q5_answer")["source"]) + "\n" + FAKE_TEST_SET
+        gc.cell(nb, "q5_answer")["source"] = "\n".join(["".join(gc.cell(nb, "q5_answer")["source"]), POISON_MEMO,
+                                                        FAKE_TEST_SET])
 
     gc.edit(folder / "tp3_partie2.ipynb", change)
 
@@ -299,6 +312,11 @@ def test_a_shaped_namespace_gains_nothing(graded):
     assert "ordre des cellules de l'énoncé" in gc.note(graded_nb)
     claim = json.loads(graded_nb["metadata"]["tp3_grading"]["answers"]["q5_test"])
     assert "datasets" in claim and "lab" in claim  # the padded claim reached the grader, and was ignored
+    from autograder.answers import decode_answers
+
+    poisoned = decode_answers(graded_nb["metadata"]["tp3_grading"]["answers"]["q5_train"])
+    assert poisoned["train_acc"] == 1.0  # the kernel believed its own memo, the replay did not:
+    assert attack["q5_train"] == attack["q5_val"] == 0 < honest["q5_train"]
 
 
 def test_memory_of_the_submission_is_bounded_as_a_whole(graded):

@@ -92,13 +92,15 @@ def _edited_locked_test(folder):
     _set_cell_source(folder / "tp3_partie1.ipynb", "q1_unchanged", "pass  # test removed")
 
 
+# flaw -> (how to make it, the points it must cost, the notebook it is in: the only one submitted,
+# the other one being the complete submission's, graded once already)
 FLAWS = {
-    "wrong-numbers": (_wrong_numbers, {"q2_total": 1}),
-    "fabricated-predictions": (_fabricated_predictions, {"texts_real": 1}),
-    "raising-cell": (_raising_cell, {"q3b_counts": 2}),
-    "missing-run": (_missing_run, _RUN_POINTS),
-    "foreign-history": (_foreign_history, _RUN_POINTS),
-    "edited-locked-test": (_edited_locked_test, {"q1_unchanged": 1}),
+    "wrong-numbers": (_wrong_numbers, {"q2_total": 1}, "tp3_partie1"),
+    "fabricated-predictions": (_fabricated_predictions, {"texts_real": 1}, "tp3_partie2"),
+    "raising-cell": (_raising_cell, {"q3b_counts": 2}, "tp3_partie1"),
+    "missing-run": (_missing_run, _RUN_POINTS, "tp3_partie2"),
+    "foreign-history": (_foreign_history, _RUN_POINTS, "tp3_partie2"),
+    "edited-locked-test": (_edited_locked_test, {"q1_unchanged": 1}, "tp3_partie1"),
 }
 
 
@@ -108,10 +110,9 @@ def graded(tmp_path_factory):
     The generated course and the executed complete submission are shared with the other
     grading tests (tests/grading_course.py)."""
     root = grading_course.new_course(tmp_path_factory, "course")
-    complete = grading_course.submit(root, "complete")
-    for name, (make_flaw, _) in FLAWS.items():
-        folder = root / "submitted" / name / "tp3"
-        shutil.copytree(complete, folder)
+    grading_course.submit(root, "complete")
+    for name, (make_flaw, _, notebook) in FLAWS.items():
+        folder = grading_course.submit(root, name, (notebook,))
         make_flaw(folder)
 
     students = ["complete", *FLAWS]
@@ -162,9 +163,11 @@ def test_complete_submission_gets_every_automatic_point(graded):
 
 @pytest.mark.parametrize("flaw", FLAWS)
 def test_flawed_submission_loses_exactly_its_points(graded, flaw):
-    expected_loss = FLAWS[flaw][1]
-    full, got = _scores(graded, "complete"), _scores(graded, flaw)
-    lost = {cell: full[cell] - got[cell] for cell in full if got[cell] != full[cell]}
+    _, expected_loss, notebook = FLAWS[flaw]
+    full = {cell: points for cell, points in grading_course.full_scores(graded).items()
+            if cell in grading_course.tests_of(graded, notebook)}
+    got = grading_course.scores(graded, flaw)
+    lost = {cell: full[cell] - (got[cell] or 0) for cell in full if got[cell] != full[cell]}
     assert lost == expected_loss
 
 
@@ -193,15 +196,15 @@ def test_no_test_cell_writes_to_stderr(graded):
 
 
 def test_feedback_html_and_grades_csv(graded):
-    for student in ["complete", *FLAWS]:
+    for student, notebooks in [("complete", ["tp3_partie1", "tp3_partie2"])] + [(f, [n]) for f, (*_, n) in FLAWS.items()]:
         html = sorted((graded / "feedback" / student / "tp3").glob("*.html"))
-        assert [p.name for p in html] == ["tp3_partie1.html", "tp3_partie2.html"]
+        assert [p.name for p in html] == [f"{nb}.html" for nb in notebooks]
     assert "attendu" in (graded / "feedback" / "wrong-numbers" / "tp3" / "tp3_partie1.html").read_text()
     rows = {r["student_id"]: r for r in csv.DictReader((graded / "grades.csv").open())}
     full_auto = sum(AUTO_POINTS.values())
     assert float(rows["complete"]["raw_score"]) == full_auto
-    for flaw, (_, loss) in FLAWS.items():
-        assert float(rows[flaw]["raw_score"]) == full_auto - sum(loss.values())
+    for flaw, (_, loss, notebook) in FLAWS.items():
+        assert float(rows[flaw]["raw_score"]) == AUTO_POINTS[notebook] - sum(loss.values())
     assert float(rows["complete"]["max_score"]) == full_auto + 11  # 11 points graded by hand
 
 

@@ -39,7 +39,8 @@ MPL_DIR = "/tmp/matplotlib"  # matplotlib's cache folder, inside the /tmp tmpfs
 # Environment passed into the sandbox (everything else is cleared).
 PASS_ENV = ("TP3_PROFILE", "TP3_DATA_DIR", "TP3_CACHE_DIR", "TIKTOKEN_CACHE_DIR", "HF_HUB_CACHE",
             "TP3_GPT2_WEIGHTS", "TP3_PROGRESS", "NBGRADER_EXECUTION", "OMP_NUM_THREADS",
-            "MKL_NUM_THREADS", "TZ", "LANG", "LC_ALL", "TP3_THRESHOLDS", "TP3_ORACLES")
+            "MKL_NUM_THREADS", "TZ", "LANG", "LC_ALL", "TP3_THRESHOLDS", "TP3_ORACLES",
+            "TP3_EVAL_MEMO")
 # Paths (from those variables) mounted read-only when they exist.
 DATA_ENV = ("TP3_DATA_DIR", "TP3_CACHE_DIR", "TIKTOKEN_CACHE_DIR", "HF_HUB_CACHE", "TP3_GPT2_WEIGHTS")
 

@@ -44,6 +44,7 @@ BOOT = ("import sys; fd = int(sys.argv[1]); sys.path[:0] = sys.argv[2:]; "
         "from autograder.replay import main; sys.exit(main(fd))")
 LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 MAX_VERDICTS = 1 << 20
+MEMO_ENV, MEMO_ENTRIES = "TP3_EVAL_MEMO", 16  # lab_utils.eval_memo's (not imported: no torch in the grader)
 
 
 @dataclass
@@ -153,6 +154,23 @@ def run_replay(spec: dict, run_source: Path, iso: Isolation) -> dict:
         if len(text) >= MAX_VERDICTS:
             raise RuntimeError("replay verdicts too large")
         return json.loads(text)
+
+
+def precompute(submission: Path, iso: Isolation) -> str | None:
+    """The saved run of ``submission`` evaluated once on the three splits, by instructor code
+    confined as the replay is (``lab_utils.eval_memo``): the JSON that the kernels and the
+    replay get in ``TP3_EVAL_MEMO``. None when there is no run or it cannot be evaluated:
+    the kernel and the replay then evaluate it themselves, as without it."""
+    if not (submission / "tp3_run").is_dir():
+        return None
+    try:
+        memo = run_replay({"precompute": True}, submission, iso).get("memo")
+    except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(memo, dict) or not memo or len(memo) > MEMO_ENTRIES:
+        return None
+    text = json.dumps(memo)
+    return text if len(text) <= 4096 else None
 
 
 def _message(verdicts: dict, gid: str) -> str | None:
