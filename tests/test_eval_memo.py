@@ -47,8 +47,11 @@ def _is_poison(result) -> bool:
 def test_the_same_computation_gets_the_stored_result(monkeypatch, model, messages):
     real = evaluate(model, eval_loader(messages))
     _poisoned(monkeypatch, model, list(eval_loader(messages)))
+    model.train()
+    assert _is_poison(evaluate(model, eval_loader(messages)))  # evaluated in eval mode, as stored
+    assert model.training  # and left as it was
+    model.eval()
     assert _is_poison(evaluate(model, eval_loader(messages)))
-    assert _is_poison(evaluate(model, eval_loader(messages)))  # the model is left as it was
     monkeypatch.delenv(eval_memo.MEMO_ENV)
     assert evaluate(model, eval_loader(messages)) == real and not _is_poison(real)
 
@@ -81,13 +84,27 @@ def _patched_class(m):
     model_module.FeedForward.forward = forward
 
 
+def _pre_hook(m):
+    m.trf_blocks[0].att.register_forward_pre_hook(lambda module, args: None)
+
+
+def _global_hook(m):
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: out)
+    m.patched = handle.remove  # removed by the test
+
+
+def _double(m):
+    m.double()
+
+
 def _alpha(m):
     lora = m.trf_blocks[0].att.W_query.lora
     lora.scale = lora.scale * 2
 
 
-CHANGES = {"one bit of one weight": _flip_one_bit, "a forward hook": _hook, "an instance forward": _instance_forward,
-           "a class's forward replaced": _patched_class, "LoRA's scale": _alpha}
+CHANGES = {"one bit of one weight": _flip_one_bit, "a forward hook": _hook, "a forward pre-hook": _pre_hook,
+           "a global forward hook": _global_hook, "an instance forward": _instance_forward,
+           "a class's forward replaced": _patched_class, "LoRA's scale": _alpha, "float64 weights": _double}
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -105,6 +122,8 @@ def test_any_change_to_the_model_is_evaluated_for_real(monkeypatch, messages, ch
         assert not _is_poison(evaluate(m, batches))
     finally:
         model_module.FeedForward.forward = original
+        if callable(getattr(m, "patched", None)) and change == "a global forward hook":
+            m.patched()
 
 
 def test_other_batches_or_precision_are_evaluated_for_real(monkeypatch, model, messages):
@@ -144,9 +163,12 @@ def test_what_the_grader_stores_is_what_the_notebook_computes(tmp_path, monkeypa
         assert _is_poison(evaluate(notebook, eval_loader(datasets[name]))), name
     monkeypatch.delenv(eval_memo.MEMO_ENV)
     reference, _ = load_run("tp3_run")
-    real = sorted([r.loss, r.accuracy, r.n] for r in (evaluate(reference, eval_loader(datasets[n]))
-                                                      for n in ("train", "val", "test")))
-    assert sorted(memo.values()) == real
+    cpu = torch.device("cpu")
+    for name in ("train", "val", "test"):  # each split's entry is that split's real evaluation
+        batches = list(eval_loader(datasets[name]))
+        real = evaluate(reference, batches)
+        k = eval_memo.key(eval_memo.model_digest(notebook.eval()), eval_memo.batches_digest(batches), "fp32", cpu)
+        assert memo[k] == [real.loss, real.accuracy, real.n], name
 
 
 def test_the_grader_speaks_the_same_memo():

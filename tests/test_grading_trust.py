@@ -317,6 +317,8 @@ def test_a_shaped_namespace_gains_nothing(graded):
     poisoned = decode_answers(graded_nb["metadata"]["tp3_grading"]["answers"]["q5_train"])
     assert poisoned["train_acc"] == 1.0  # the kernel believed its own memo, the replay did not:
     assert attack["q5_train"] == attack["q5_val"] == 0 < honest["q5_train"]
+    for student in ("complete", "attack-namespace", "bad-honest"):  # the grader's memo was there to poison
+        assert graded["report"][student]["evaluated_once_s"] is not None, student
 
 
 def test_memory_of_the_submission_is_bounded_as_a_whole(graded):

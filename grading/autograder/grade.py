@@ -182,7 +182,9 @@ def grade_submission(course: Path, student: str, opts: Options, template_db: Pat
                                uid=SANDBOX_UID + slot, procs_files=group.procs_files if group else [],
                                env=replay_env(opts))
         started = time.perf_counter()
-        memo = verify.precompute(ws.submitted, iso) if opts.wants_memo() else None
+        memo, why_not = verify.precompute(ws.submitted, iso) if opts.wants_memo() else (None, None)
+        if why_not:
+            result.status.append(f"saved run not evaluated beforehand ({why_not}): kernel and replay evaluated it")
         if memo:
             result.evaluated_once = round(time.perf_counter() - started, 1)
             env, iso.env = {**env, verify.MEMO_ENV: memo}, {**iso.env, verify.MEMO_ENV: memo}

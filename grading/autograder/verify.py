@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autograder import ASSIGNMENT, reaper
@@ -45,6 +45,7 @@ BOOT = ("import sys; fd = int(sys.argv[1]); sys.path[:0] = sys.argv[2:]; "
 LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 MAX_VERDICTS = 1 << 20
 MEMO_ENV, MEMO_ENTRIES = "TP3_EVAL_MEMO", 16  # lab_utils.eval_memo's (not imported: no torch in the grader)
+PRECOMPUTE_S = 900  # the evaluation step before the kernels: 90 s at GPT-2 small's size on a slow VM
 
 
 @dataclass
@@ -156,21 +157,23 @@ def run_replay(spec: dict, run_source: Path, iso: Isolation) -> dict:
         return json.loads(text)
 
 
-def precompute(submission: Path, iso: Isolation) -> str | None:
+def precompute(submission: Path, iso: Isolation) -> tuple[str | None, str | None]:
     """The saved run of ``submission`` evaluated once on the three splits, by instructor code
-    confined as the replay is (``lab_utils.eval_memo``): the JSON that the kernels and the
-    replay get in ``TP3_EVAL_MEMO``. None when there is no run or it cannot be evaluated:
-    the kernel and the replay then evaluate it themselves, as without it."""
-    if not (submission / "tp3_run").is_dir():
-        return None
+    confined as the replay is (``lab_utils.eval_memo``): (the JSON that the kernels and the
+    replay get in ``TP3_EVAL_MEMO``, None), or (None, why not) when it cannot be evaluated
+    (no training notebook or run: (None, None)); the kernel and the replay then evaluate it
+    themselves, as without it. At most ``PRECOMPUTE_S`` seconds."""
+    if not (submission / "tp3_run").is_dir() or not (submission / "tp3_partie2.ipynb").is_file():
+        return None, None
     try:
-        memo = run_replay({"precompute": True}, submission, iso).get("memo")
-    except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError, AttributeError):
-        return None
+        out = run_replay({"precompute": True}, submission, replace(iso, timeout=min(iso.timeout, PRECOMPUTE_S)))
+        memo = out.get("memo")
+    except Exception as err:  # noqa: BLE001 (never worse than not evaluating beforehand)
+        return None, f"{type(err).__name__}: {str(err)[-200:]}"
     if not isinstance(memo, dict) or not memo or len(memo) > MEMO_ENTRIES:
-        return None
+        return None, str(out.get("error") or "no result")[:300]
     text = json.dumps(memo)
-    return text if len(text) <= 4096 else None
+    return (text, None) if len(text) <= 4096 else (None, "result too large")
 
 
 def _message(verdicts: dict, gid: str) -> str | None:
