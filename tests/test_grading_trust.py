@@ -22,8 +22,6 @@ files the payloads would have written.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import textwrap
 import uuid
 from pathlib import Path
