@@ -315,10 +315,26 @@ def run_cell_by_cell(page) -> dict:
 
 
 def save(page, lab: Lab, path: str) -> dict:
-    """File > Save Notebook; returns the notebook as saved on disk."""
+    """File > Save Notebook; returns the notebook as saved on disk, once the server has
+    written it (a notebook that was not dirty shows no change to wait for in the page, and
+    the file is rewritten in place: read too early, it is empty or cut)."""
+    import time
+
+    file = lab.root / path
+    before = file.stat().st_mtime_ns if file.exists() else None
     menu(page, "File", "docmanager:save")
     page.wait_for_function("() => !document.querySelector('.jp-NotebookPanel.jp-mod-dirty, .lm-TabBar-tab.jp-mod-dirty')")
-    return json.loads((lab.root / path).read_text())
+    start = time.monotonic()
+    while True:
+        waited = time.monotonic() - start
+        try:
+            written = file.stat().st_mtime_ns != before
+            if written or waited > 10:
+                return json.loads(file.read_text())
+        except (OSError, ValueError):
+            if waited > 30:
+                raise
+        time.sleep(0.2)
 
 
 _MISSING_HEIGHT = """async () => {
