@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--evaluate-once", choices=("auto", "on", "off"), default="auto",
                    help="evaluate each saved run on the three splits once, before the kernels, and reuse "
                         "the results in the student's kernel and the re-verification (auto: on unless "
-                        "TP3_PROFILE=ci, whose tiny model evaluates faster than the extra process starts)")
+                        "TP3_PROFILE=ci, whose tiny model evaluates about as fast as the extra process starts)")
     p.set_defaults(func=cmd_autograde)
     sub.add_parser("feedback").set_defaults(func=cmd_feedback)
     p = sub.add_parser("lab", help="JupyterLab for the instructor: formgrader and the nbgrader panels on")
